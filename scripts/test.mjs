@@ -1,0 +1,79 @@
+#!/usr/bin/env node
+// The project's test command (`npm test`). On a fresh clone it installs the
+// Debian prerequisites (as root), the npm dependencies, builds everything and
+// runs every test group, printing the time each group took.
+//
+// Usage: node scripts/test.mjs [--only group,group] [--no-build]
+// Groups: lint, typecheck, cargo-test, unit, models, guest, integration.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { ensureNodeModules, ensurePrereqs, findFiles, must, root, run } from './lib.mjs';
+
+const args = process.argv.slice(2);
+const onlyArg = args.indexOf('--only');
+const only = onlyArg >= 0 ? new Set((args[onlyArg + 1] ?? '').split(',').filter(Boolean)) : null;
+const noBuild = args.includes('--no-build');
+
+const kernelDir = join(root, 'crates', 'qkernel');
+const ava = (globs) => () => {
+  const files = globs.flatMap(([dir, re]) => findFiles(dir, re));
+  if (files.length === 0) return 'empty';
+  return run('npx', ['ava', ...files]);
+};
+
+/** Each group returns true (passed), false (failed) or 'empty' (nothing to run). */
+const groups = [
+  [
+    'lint',
+    () => {
+      let ok = run('npx', ['eslint', '--max-warnings=0', '.']);
+      ok = run('npx', ['prettier', '--check', '--log-level=warn', '.']) && ok;
+      ok = run('cargo', ['fmt', '--all', '--check']) && ok;
+      ok = run('cargo', ['clippy', '--offline', '--workspace', '--all-targets', '--quiet', '--', '-D', 'warnings']) && ok;
+      if (existsSync(kernelDir)) {
+        ok = run('cargo', ['fmt', '--check'], { cwd: kernelDir }) && ok;
+        // The guest crate is outside the workspace: lint it with its own config.
+        ok = run('cargo', ['clippy', '--offline', '--release', '--quiet', '--', '-D', 'warnings'], { cwd: kernelDir }) && ok;
+      }
+      return ok;
+    },
+  ],
+  ['typecheck', () => run('npx', ['tsc', '-p', 'tsconfig.json', '--noEmit'])],
+  ['cargo-test', () => run('cargo', ['test', '--offline', '--workspace', '--quiet'])],
+  ['unit', ava([['packages', /\.test\.ts$/]])],
+  ['models', () => (findFiles('crates', /\.pml$/).length === 0 ? 'empty' : run('node', ['scripts/models.mjs']))],
+  ['guest', ava([['tests/guest', /\.test\.ts$/]])],
+  ['integration', ava([['tests/integration', /\.test\.ts$/]])],
+];
+
+const started = Date.now();
+const results = [];
+try {
+  ensurePrereqs();
+  ensureNodeModules();
+  if (!noBuild) {
+    const t = Date.now();
+    must('node', ['scripts/build.mjs']);
+    results.push(['build', 'ok', Date.now() - t]);
+  }
+} catch (e) {
+  console.error(`\nnpm test: set-up failed: ${e instanceof Error ? e.message : String(e)}`);
+  process.exit(1);
+}
+
+for (const [name, fn] of groups) {
+  if (only && !only.has(name)) continue;
+  console.log(`\n=== ${name}`);
+  const t = Date.now();
+  const r = fn();
+  const status = r === 'empty' ? 'empty' : r ? 'ok' : 'FAILED';
+  results.push([name, status, Date.now() - t]);
+  console.log(`=== ${name}: ${status} in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+}
+
+console.log('\ngroup         result     time');
+for (const [name, status, ms] of results) {
+  console.log(`${name.padEnd(13)} ${status.padEnd(9)} ${(ms / 1000).toFixed(1).padStart(6)} s`);
+}
+console.log(`total                   ${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s`);
+process.exit(results.some(([, s]) => s === 'FAILED') ? 1 : 0);
