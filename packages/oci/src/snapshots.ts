@@ -164,6 +164,7 @@ export class Snapshotter {
         lowers: parents.map((c) => this.fsPath(c)).reverse(),
         diffId,
         zstd: opts.zstd,
+        compressedSize: layer.size,
         onWarning: opts.onWarning,
       });
       const meta: SnapshotMeta = {

@@ -60,6 +60,8 @@ export interface UnpackOptions {
   /** Apply ownership and create device nodes (default: when running as root). */
   privileged?: boolean;
   zstd?: ZstdImpl;
+  /** Compressed size, when known (picks the zstd decoder). */
+  compressedSize?: number;
   /** Expected diff ID (sha256 of the uncompressed tar); a mismatch fails the unpack. */
   diffId?: string;
   onWarning?: (message: string) => void;
@@ -446,7 +448,7 @@ export async function unpackLayer(
   dest: string,
   opts: UnpackOptions,
 ): Promise<UnpackResult> {
-  const { stream, done } = decompressStream(src, compression, opts.zstd);
+  const { stream, done } = decompressStream(src, compression, opts.zstd, opts.compressedSize);
   const state = { hash: createHash('sha256'), size: 0 };
   const reader = new TarReader(hashing(stream, state));
   const w = new LayerWriter(dest, opts);
