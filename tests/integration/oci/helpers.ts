@@ -3,7 +3,18 @@
 // busybox-static with umoci and pushed with skopeo, test CAs made by openssl.
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash, createSign, randomBytes } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -479,4 +490,71 @@ export async function startProxy(
         server.close(() => r());
       }),
   };
+}
+
+// ---- tree comparison ---------------------------------------------------------------
+
+export interface TreeEntry {
+  type: 'file' | 'dir' | 'symlink' | 'char' | 'block' | 'fifo' | 'socket';
+  mode: number;
+  uid: number;
+  gid: number;
+  link?: string;
+  sha?: string;
+  rdev?: number;
+}
+
+/** Every path under root (relative, '' for root) with type, mode, owner, link target, content hash. */
+export function readTree(root: string): Map<string, TreeEntry> {
+  const out = new Map<string, TreeEntry>();
+  const walk = (rel: string): void => {
+    const p = rel === '' ? root : join(root, rel);
+    const st = lstatSync(p);
+    const e: TreeEntry = {
+      type: st.isDirectory()
+        ? 'dir'
+        : st.isSymbolicLink()
+          ? 'symlink'
+          : st.isFile()
+            ? 'file'
+            : st.isCharacterDevice()
+              ? 'char'
+              : st.isBlockDevice()
+                ? 'block'
+                : st.isFIFO()
+                  ? 'fifo'
+                  : 'socket',
+      mode: st.mode & 0o7777,
+      uid: st.uid,
+      gid: st.gid,
+    };
+    if (e.type === 'symlink') {
+      e.link = readlinkSync(p);
+      delete (e as Partial<TreeEntry>).mode;
+    }
+    if (e.type === 'file') e.sha = sha256(readFileSync(p));
+    if (e.type === 'char' || e.type === 'block') e.rdev = st.rdev;
+    out.set(rel, e);
+    if (e.type === 'dir') for (const n of readdirSync(p).sort()) walk(rel === '' ? n : `${rel}/${n}`);
+  };
+  walk('');
+  return out;
+}
+
+/** Human-readable differences between two trees (empty when equal). */
+export function diffTrees(
+  a: Map<string, TreeEntry>,
+  b: Map<string, TreeEntry>,
+  aName = 'ours',
+  bName = 'theirs',
+): string[] {
+  const out: string[] = [];
+  for (const [k, v] of a) {
+    const w = b.get(k);
+    if (!w) out.push(`${k || '/'}: only in ${aName}`);
+    else if (JSON.stringify(v) !== JSON.stringify(w))
+      out.push(`${k || '/'}: ${aName} ${JSON.stringify(v)} != ${bName} ${JSON.stringify(w)}`);
+  }
+  for (const k of b.keys()) if (!a.has(k)) out.push(`${k || '/'}: only in ${bName}`);
+  return out;
 }
