@@ -148,9 +148,11 @@ test('class: constructor, methods, getters, receiver and new checks', (t) => {
   });
 });
 
-test('class instances are finalized after GC (finalizer count reaches N)', async (t) => {
+// Serial (ava runs these before the concurrent tests), so no other test's instances are counted.
+test.serial('class instances are finalized after GC (finalizer count reaches N)', async (t) => {
   const N = 500;
   const before = st.Probe.stats();
+  t.is(before.created, before.finalized, 'no other Probe may be alive');
   (() => {
     for (let i = 0; i < N; i++) t.is(new st.Probe(`p${i}`).label(), `p${i}`);
   })();
@@ -214,8 +216,9 @@ test('shared-memory ArrayBuffer written from a Rust thread is seen by JS', async
   t.true(new Uint8Array(buffer).every((b) => b === 0x5a));
 });
 
-test('external ArrayBuffers release their memory after GC', async (t) => {
+test.serial('external ArrayBuffers release their memory after GC', async (t) => {
   const before = st.SharedRegion.stats();
+  t.is(before.mapped, before.unmapped, 'no other SharedRegion may be alive');
   (() => {
     for (let i = 0; i < 20; i++) {
       const r = new st.SharedRegion(1 << 20);
