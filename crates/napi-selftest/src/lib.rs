@@ -4,7 +4,7 @@
 //! here is useful to Quark itself (a function that panics, a probe class).
 
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use napi::{
@@ -243,6 +243,42 @@ fn init<'e>(env: &'e Env, exports: Value<'e>) -> Result<()> {
             total += env.scope(|inner| -> Result<f64> { inner.number(f64::from(i))?.to() })??;
         }
         cx.ret(total)
+    })?;
+
+    // A Rust thread calls a JS callback `n` times through a JsThread, then resolves with what it returned.
+    exports.set_function("callFromThread", |cx| {
+        let callback: Function = cx.arg(0, "callback")?;
+        let n: u32 = cx.arg(1, "n")?;
+        let env = cx.env();
+        let thread = env.js_thread()?;
+        let callback = Arc::new(thread.persist(*callback)?);
+        let (deferred, promise) = env.promise()?;
+        std::thread::spawn(move || {
+            let results = Arc::new(Mutex::new(Vec::new()));
+            for i in 0..n {
+                let (callback, results) = (callback.clone(), results.clone());
+                let queued = thread.run(move |env| {
+                    let returned: f64 = callback
+                        .get(env)?
+                        .call(&[env.number(f64::from(i))?])?
+                        .to()?;
+                    results
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(returned);
+                    Ok(())
+                });
+                if let Err(e) = queued {
+                    return deferred.reject(e);
+                }
+            }
+            // Runs after every callback above: the queue is FIFO.
+            let _ = thread.run(move |_env| {
+                deferred.resolve(results.lock().unwrap_or_else(|p| p.into_inner()).clone());
+                Ok(())
+            });
+        });
+        Ok(promise)
     })?;
 
     exports.set("answer", 42)?;

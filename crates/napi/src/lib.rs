@@ -24,7 +24,8 @@
 //!   checking, the panic guard every callback runs in.
 //! * [`class`]: classes whose instances own a Rust value ([`NativeClass`]).
 //! * [`threadsafe`]: [`JsThread`] (run code on the JS thread from any thread),
-//!   promises ([`Deferred`], [`Env::spawn_promise`]).
+//!   JS values kept across threads ([`Persistent`]), promises ([`Deferred`],
+//!   [`Env::spawn_promise`]).
 //! * [`buffer`]: Buffers/ArrayBuffers, external ArrayBuffers over Rust memory.
 //! * [`error`]: [`Error`] → JS errors with `code`, Node-style OS errors.
 //! * [`sys`]: the raw `napi_*` declarations (resolved from `node` at load time).
@@ -51,7 +52,7 @@ pub use convert::{
 pub use env::{Env, Value, ValueType};
 pub use error::{Error, ErrorKind, Invalid, Prop, Received, Result};
 pub use function::CallContext;
-pub use threadsafe::{Deferred, JsThread};
+pub use threadsafe::{Deferred, JsThread, Persistent};
 
 /// The Node-API version addons built with this crate require (Node ≥ 12.22 / 14.17 / 16).
 pub const NAPI_VERSION: i32 = 8;

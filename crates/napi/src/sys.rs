@@ -330,6 +330,20 @@ extern "C" {
         arg: *mut c_void,
     ) -> napi_status;
 
+    // References.
+    pub fn napi_create_reference(
+        env: napi_env,
+        value: napi_value,
+        initial_refcount: u32,
+        result: *mut napi_ref,
+    ) -> napi_status;
+    pub fn napi_delete_reference(env: napi_env, ref_: napi_ref) -> napi_status;
+    pub fn napi_get_reference_value(
+        env: napi_env,
+        ref_: napi_ref,
+        result: *mut napi_value,
+    ) -> napi_status;
+
     // Handle scopes.
     pub fn napi_open_handle_scope(env: napi_env, result: *mut napi_handle_scope) -> napi_status;
     pub fn napi_close_handle_scope(env: napi_env, scope: napi_handle_scope) -> napi_status;

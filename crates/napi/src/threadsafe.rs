@@ -31,6 +31,8 @@ type Task = Box<dyn FnOnce(&Env) -> Result<()> + Send>;
 struct Shared {
     /// Null once Node has finalized the threadsafe function.
     tsfn: Mutex<Handle>,
+    /// The environment the closures run in (its address, for identity checks only).
+    env: usize,
 }
 
 struct Handle(sys::napi_threadsafe_function);
@@ -91,6 +93,7 @@ impl Env {
     pub fn js_thread(&self) -> Result<JsThread> {
         let shared = Arc::new(Shared {
             tsfn: Mutex::new(Handle(ptr::null_mut())),
+            env: self.raw() as usize,
         });
         let name = self.string("quark-napi")?;
         let for_finalizer = Arc::into_raw(shared.clone());
@@ -162,6 +165,25 @@ impl JsThread {
         }
         // SAFETY: called on the JS thread (`env` exists only there) with a live handle.
         env.check(unsafe { sys::napi_unref_threadsafe_function(env.raw(), handle.0) })
+    }
+
+    /// Keeps `value` (an object, function or symbol) alive until the returned
+    /// [`Persistent`] is dropped, from any thread. Read it back on the JS
+    /// thread, e.g. to call a JS callback from a [`JsThread::run`] closure.
+    pub fn persist(&self, value: Value<'_>) -> Result<Persistent> {
+        let env = value.env();
+        if env.raw() as usize != self.shared.env {
+            return Err(Error::new(
+                "JsThread::persist: the value belongs to another JavaScript environment",
+            ));
+        }
+        let mut raw = ptr::null_mut();
+        // SAFETY: JS thread (`env` exists only there); `value` is a handle of it; `raw` is a local out-pointer.
+        env.check(unsafe { sys::napi_create_reference(env.raw(), value.raw(), 1, &mut raw) })?;
+        Ok(Persistent {
+            raw: RawRef(raw),
+            thread: self.clone(),
+        })
     }
 
     /// Undoes [`JsThread::unref`].
@@ -334,5 +356,51 @@ impl Drop for Deferred {
                     .with_code("ERR_NAPI_PROMISE_DROPPED"),
             );
         }
+    }
+}
+
+/// A JS value kept alive across callbacks and threads (a Node-API reference).
+///
+/// Made by [`JsThread::persist`]. It can be moved to and dropped on any thread;
+/// the value itself is only reachable on the JS thread ([`Persistent::get`]),
+/// and the reference is deleted there (queued through its `JsThread`).
+pub struct Persistent {
+    raw: RawRef,
+    thread: JsThread,
+}
+
+struct RawRef(sys::napi_ref);
+// SAFETY: the reference is only dereferenced or deleted on the JS thread of its environment (`get` checks the
+// environment; `Drop` deletes it in a `JsThread::run` closure); other threads just carry the pointer.
+unsafe impl Send for RawRef {}
+// SAFETY: as above; `&Persistent` allows nothing else.
+unsafe impl Sync for RawRef {}
+
+impl Persistent {
+    /// The value, as a handle of the current callback's scope.
+    pub fn get<'e>(&self, env: &'e Env) -> Result<Value<'e>> {
+        if env.raw() as usize != self.thread.shared.env {
+            return Err(Error::new(
+                "Persistent::get: called with another JavaScript environment",
+            ));
+        }
+        let mut raw = ptr::null_mut();
+        // SAFETY: JS thread of the reference's own environment (checked); `raw` is a local out-pointer.
+        env.check(unsafe { sys::napi_get_reference_value(env.raw(), self.raw.0, &mut raw) })?;
+        // SAFETY: `raw` is a handle just created in `env`'s current scope.
+        Ok(unsafe { env.value_from_raw(raw) })
+    }
+}
+
+impl Drop for Persistent {
+    fn drop(&mut self) {
+        let raw = RawRef(std::mem::replace(&mut self.raw.0, ptr::null_mut()));
+        // If the environment is going away the reference goes with it.
+        let _ = self.thread.run(move |env| {
+            let raw = raw;
+            // SAFETY: JS thread of the reference's environment (the JsThread runs closures only there); the
+            // reference is deleted once, here.
+            env.check(unsafe { sys::napi_delete_reference(env.raw(), raw.0) })
+        });
     }
 }

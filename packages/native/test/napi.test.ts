@@ -231,6 +231,22 @@ test.serial('external ArrayBuffers release their memory after GC', async (t) => 
   t.is(st.SharedRegion.stats().unmapped - before.unmapped, 20);
 });
 
+test('a Rust thread calls a JS callback through a JsThread (Persistent reference)', async (t) => {
+  const seen: number[] = [];
+  const results = await st.callFromThread((i) => {
+    seen.push(i);
+    return i * i;
+  }, 100);
+  t.deepEqual(
+    seen,
+    Array.from({ length: 100 }, (_, i) => i),
+  );
+  t.deepEqual(
+    results,
+    Array.from({ length: 100 }, (_, i) => i * i),
+  );
+});
+
 test('nested handle scopes', (t) => {
   t.is(st.sumInScopes(100_000), (100_000 * 99_999) / 2);
 });

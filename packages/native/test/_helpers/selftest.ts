@@ -63,6 +63,7 @@ export interface Selftest {
   settleWithObject(): Promise<{ thread: string }>;
   SharedRegion: SharedRegionClass;
   sumInScopes(n: number): number;
+  callFromThread(callback: (i: number) => number, n: number): Promise<number[]>;
   answer: number;
   count(): number;
 }
