@@ -173,6 +173,8 @@ export interface Registry {
   proc: ChildProcess;
   log(): string;
   stop(): Promise<void>;
+  /** Starts it again on the same port and storage. */
+  restart(): Promise<void>;
 }
 
 export async function startRegistry(base: string, opts: RegistryOpts = {}): Promise<Registry> {
@@ -207,39 +209,50 @@ export async function startRegistry(base: string, opts: RegistryOpts = {}): Prom
     );
   }
   writeFileSync(join(dir, 'config.yml'), lines.join('\n') + '\n');
-  const proc = spawn('docker-registry', ['serve', join(dir, 'config.yml')], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
-  proc.stdout?.on('data', (d: Buffer) => (log += d.toString()));
-  proc.stderr?.on('data', (d: Buffer) => (log += d.toString()));
-  const exited = new Promise<void>((r) => proc.on('exit', () => r()));
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`docker-registry exited: ${log}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.destroy();
-        resolve(true);
+  const launch = async (): Promise<{ proc: ChildProcess; exited: Promise<void> }> => {
+    const proc = spawn('docker-registry', ['serve', join(dir, 'config.yml')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    proc.stdout?.on('data', (d: Buffer) => (log += d.toString()));
+    proc.stderr?.on('data', (d: Buffer) => (log += d.toString()));
+    const exited = new Promise<void>((r) => proc.on('exit', () => r()));
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (proc.exitCode !== null) throw new Error(`docker-registry exited: ${log}`);
+      const ok = await new Promise<boolean>((resolve) => {
+        const s = net.connect(port, '127.0.0.1', () => {
+          s.destroy();
+          resolve(true);
+        });
+        s.on('error', () => resolve(false));
       });
-      s.on('error', () => resolve(false));
-    });
-    if (ok) break;
-    if (Date.now() > deadline) {
-      proc.kill('SIGKILL');
-      throw new Error(`docker-registry did not listen on ${port}: ${log}`);
+      if (ok) break;
+      if (Date.now() > deadline) {
+        proc.kill('SIGKILL');
+        throw new Error(`docker-registry did not listen on ${port}: ${log}`);
+      }
+      await new Promise((r) => setTimeout(r, 25));
     }
-    await new Promise((r) => setTimeout(r, 25));
-  }
+    return { proc, exited };
+  };
+  let cur = await launch();
+  const stop = async (): Promise<void> => {
+    if (cur.proc.exitCode === null && cur.proc.signalCode === null) {
+      cur.proc.kill('SIGKILL');
+      await cur.exited;
+    }
+  };
   return {
     host: `127.0.0.1:${port}`,
     port,
     dir,
-    proc,
+    get proc() {
+      return cur.proc;
+    },
     log: () => log,
-    stop: async () => {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        proc.kill('SIGKILL');
-        await exited;
-      }
+    stop,
+    restart: async () => {
+      await stop();
+      cur = await launch();
     },
   };
 }
@@ -340,6 +353,8 @@ export function htpasswd(dir: string, user: string, pass: string): string {
 
 export interface TokenServer {
   url: string;
+  /** The signing certificate (the registry's rootcertbundle). */
+  certFile: string;
   requests: { scope: string | null; service: string | null; user: string | null }[];
   close(): Promise<void>;
 }
@@ -352,7 +367,7 @@ export interface TokenServer {
 export async function startTokenServer(
   dir: string,
   opts: { issuer: string; service: string; user: string; pass: string; anonymousPull: boolean },
-): Promise<TokenServer & { certFile: string }> {
+): Promise<TokenServer> {
   const key = join(dir, 'token.key');
   const certFile = join(dir, 'token.crt');
   execFileSync(
