@@ -47,3 +47,16 @@ export {
 } from './runtime.js';
 export { collectGarbage, removeImages, type GcResult, type RemoveResult } from './gc.js';
 export { native as nativeAddon } from './sys.js';
+export { loadArchive, saveArchive, type LoadOptions, type LoadResult, type SaveOptions } from './archive.js';
+export {
+  createOciCommands,
+  ociCommands,
+  ociGlobalOptions,
+  defaultRoot,
+  registryOptions,
+  listImageSummaries,
+  PullProgress,
+  type OciGlobalArgs,
+  type CliIo,
+  type ImageSummary,
+} from './cli/index.js';
