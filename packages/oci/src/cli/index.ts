@@ -217,13 +217,11 @@ export function createOciCommands(io: CliIo = { stdout: process.stdout, stderr: 
     command: 'rmi <images..>',
     describe: 'Remove images and the content nothing else uses',
     builder: (y) =>
-      withGlobals(y)
-        .positional('images', { type: 'string', array: true, demandOption: true })
-        .option('force', {
-          alias: 'f',
-          type: 'boolean',
-          describe: 'Remove even when a container rootfs uses it',
-        }) as unknown as Argv<OciGlobalArgs & { images: string[]; force?: boolean }>,
+      withGlobals(y).positional('images', { type: 'string', array: true, demandOption: true }).option('force', {
+        alias: 'f',
+        type: 'boolean',
+        describe: 'Remove even when a container rootfs uses it',
+      }) as unknown as Argv<OciGlobalArgs & { images: string[]; force?: boolean }>,
     handler: async (argv) => {
       const res = await removeImages(rootOf(argv), argv.images, { force: argv.force === true });
       for (const n of res.untagged) stdout.write(`Untagged: ${n}\n`);
@@ -295,13 +293,11 @@ export function createOciCommands(io: CliIo = { stdout: process.stdout, stderr: 
     command: 'save <images..>',
     describe: 'Save images to an OCI archive (tar)',
     builder: (y) =>
-      withGlobals(y)
-        .positional('images', { type: 'string', array: true, demandOption: true })
-        .option('output', {
-          alias: 'o',
-          type: 'string',
-          describe: 'Archive file (default: standard output)',
-        }) as unknown as Argv<OciGlobalArgs & { images: string[]; output?: string }>,
+      withGlobals(y).positional('images', { type: 'string', array: true, demandOption: true }).option('output', {
+        alias: 'o',
+        type: 'string',
+        describe: 'Archive file (default: standard output)',
+      }) as unknown as Argv<OciGlobalArgs & { images: string[]; output?: string }>,
     handler: async (argv) => {
       if (!argv.output && process.stdout.isTTY)
         throw new Error('refusing to write an archive to a terminal: use -o FILE or redirect stdout');
