@@ -1,0 +1,9 @@
+//! x86-64: entry/exit paths, CPU instructions, per-CPU data, traps, the local
+//! APIC and user-memory access with exception fixups.
+pub mod apic;
+pub mod cpu;
+pub mod entry;
+pub mod frame;
+pub mod percpu;
+pub mod trap;
+pub mod usercopy;

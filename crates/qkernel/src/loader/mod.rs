@@ -1,0 +1,307 @@
+//! Loading ELF programs into an address space and building the initial
+//! stack (argv, envp, auxv) the Linux ABI specifies.
+//!
+//! The guest parses the file (the host never does); the host only reads file
+//! bytes straight into the frames the loader allocated, so loading copies no
+//! bytes in the guest. Static executables (ET_EXEC) and static PIEs (ET_DYN
+//! without PT_INTERP) are supported.
+
+use crate::hostfile::HostFile;
+use crate::mm::addrspace::{AddressSpace, Backing, Vma};
+use crate::mm::frame::{self, Zero};
+use crate::mm::pagetable::page_of;
+use alloc::vec;
+use alloc::vec::Vec;
+use qlib::elf::{self, Header, ProgramHeader, PF_R, PF_W, PF_X, PT_INTERP, PT_LOAD, PT_PHDR};
+use qlib::hcall::GuestIovec;
+use qlib::layout::{align_up, phys_to_virt, PAGE_SIZE, USER_END};
+use qlib::linux::consts::auxv::*;
+use qlib::linux::consts::mman::{PROT_EXEC, PROT_READ, PROT_WRITE};
+use qlib::linux::consts::mode::{S_IFMT, S_IFREG};
+use qlib::linux::Errno;
+
+/// Top of the user stack before randomisation (one page below USER_END).
+const STACK_TOP_MAX: u64 = USER_END;
+/// Size reserved for the main thread's stack.
+pub const STACK_SIZE: u64 = 8 << 20;
+/// Gap between the stack and the mmap area.
+const STACK_GAP: u64 = 128 << 20;
+/// Random range of the stack top (16 GiB, as Linux).
+const STACK_RANDOM_PAGES: u64 = 1 << 22;
+/// Random range of the mmap base (1 TiB).
+const MMAP_RANDOM_PAGES: u64 = 1 << 28;
+/// Where ET_EXEC programs' brk begins: right after the image (plus random pages).
+const BRK_RANDOM_PAGES: u64 = 1 << 13;
+
+/// What the loader learned about a loaded program.
+pub struct Loaded {
+    pub entry: u64,
+    pub phdr: u64,
+    pub phnum: u64,
+    pub load_bias: u64,
+    pub brk_start: u64,
+}
+
+fn prot_of(flags: u32) -> u64 {
+    let mut p = 0;
+    if flags & PF_R != 0 {
+        p |= PROT_READ;
+    }
+    if flags & PF_W != 0 {
+        p |= PROT_WRITE;
+    }
+    if flags & PF_X != 0 {
+        p |= PROT_EXEC;
+    }
+    p
+}
+
+/// Chooses the mmap base and stack top of a new address space.
+pub fn layout_randomised() -> (u64, u64) {
+    let stack_top = STACK_TOP_MAX - (crate::random::u64() % STACK_RANDOM_PAGES) * PAGE_SIZE;
+    let mmap_base = stack_top - STACK_SIZE - STACK_GAP - (crate::random::u64() % MMAP_RANDOM_PAGES) * PAGE_SIZE;
+    (mmap_base, stack_top)
+}
+
+/// Opens `path` and checks it is an executable regular file.
+pub fn open_executable(path: &[u8]) -> Result<HostFile, Errno> {
+    let file = HostFile::open(path)?;
+    let st = file.stat()?;
+    if st.st_mode & S_IFMT != S_IFREG {
+        return Err(Errno::EACCES);
+    }
+    if st.st_mode & 0o111 == 0 {
+        return Err(Errno::EACCES);
+    }
+    Ok(file)
+}
+
+/// Loads the ELF program in `file` into `mm`.
+pub fn load_elf(mm: &mut AddressSpace, file: &HostFile) -> Result<Loaded, Errno> {
+    let mut head = vec![0u8; PAGE_SIZE as usize];
+    let n = file.pread_kernel(0, &mut head)?;
+    let hdr = Header::parse(&head[..n]).map_err(|e| {
+        crate::klog!(crate::log::level::DEBUG, "exec: ", e.message());
+        Errno::ENOEXEC
+    })?;
+    let (ph_start, ph_end) = hdr.phdr_range().map_err(|_| Errno::ENOEXEC)?;
+    let table: Vec<u8> = if ph_end <= n as u64 {
+        head[ph_start as usize..ph_end as usize].to_vec()
+    } else {
+        let mut t = vec![0u8; (ph_end - ph_start) as usize];
+        if file.pread_kernel(ph_start, &mut t)? != t.len() {
+            return Err(Errno::ENOEXEC);
+        }
+        t
+    };
+    let phdrs: Vec<ProgramHeader> = (0..hdr.phnum as usize)
+        .map(|i| ProgramHeader::parse(&table, i))
+        .collect::<Result<_, _>>()
+        .map_err(|_| Errno::ENOEXEC)?;
+    if phdrs.iter().any(|p| p.p_type == PT_INTERP) {
+        crate::klog!(
+            crate::log::level::WARN,
+            "exec: dynamically linked programs (PT_INTERP) are not supported yet; link the program statically"
+        );
+        return Err(Errno::ENOEXEC);
+    }
+
+    // Extent of the loadable segments.
+    let loads = || phdrs.iter().filter(|p| p.p_type == PT_LOAD);
+    let lo = loads().map(|p| page_of(p.vaddr)).min().ok_or(Errno::ENOEXEC)?;
+    let hi = loads()
+        .map(|p| p.vaddr.checked_add(p.memsz).and_then(|e| align_up(e, PAGE_SIZE)))
+        .try_fold(0u64, |m, e| e.map(|e| m.max(e)))
+        .ok_or(Errno::ENOEXEC)?;
+    if hi <= lo {
+        return Err(Errno::ENOEXEC);
+    }
+    let bias = if hdr.e_type == elf::ET_DYN {
+        // Static PIE: placed in the mmap area, like Linux.
+        let start = mm.find_free(hi - lo).ok_or(Errno::ENOMEM)?;
+        start - lo
+    } else {
+        0
+    };
+    if lo.checked_add(bias).is_none() || hi.checked_add(bias).is_none_or(|e| e > USER_END) {
+        return Err(Errno::ENOEXEC);
+    }
+
+    for p in loads() {
+        map_segment(mm, file, p, bias)?;
+    }
+
+    let phdr = match phdrs.iter().find(|p| p.p_type == PT_PHDR) {
+        Some(p) => p.vaddr + bias,
+        None => loads().find(|p| p.offset == 0).map(|p| p.vaddr + bias + hdr.phoff).unwrap_or(0),
+    };
+    let brk_start = hi + bias + (crate::random::u64() % BRK_RANDOM_PAGES) * PAGE_SIZE;
+    Ok(Loaded { entry: hdr.entry + bias, phdr, phnum: hdr.phnum as u64, load_bias: bias, brk_start })
+}
+
+/// Maps one PT_LOAD segment: one VMA over its pages; the pages holding file
+/// bytes are allocated now and filled by the host, the rest (bss) are
+/// demand-zero.
+fn map_segment(mm: &mut AddressSpace, file: &HostFile, p: &ProgramHeader, bias: u64) -> Result<(), Errno> {
+    if p.filesz > p.memsz || p.offset % PAGE_SIZE != p.vaddr % PAGE_SIZE {
+        return Err(Errno::ENOEXEC);
+    }
+    let vaddr = p.vaddr + bias;
+    let start = page_of(vaddr);
+    let mem_end = align_up(vaddr + p.memsz, PAGE_SIZE).ok_or(Errno::ENOEXEC)?;
+    let file_end = vaddr + p.filesz;
+    let file_pages_end = align_up(file_end, PAGE_SIZE).ok_or(Errno::ENOEXEC)?;
+    let prot = prot_of(p.flags);
+
+    // A later segment replaces an earlier one on a shared page, as Linux's
+    // MAP_FIXED mappings do; the file bytes of that page include both.
+    if !mm.is_free(start, mem_end) {
+        mm.unmap(start, mem_end - start)?;
+    }
+    mm.insert(Vma { start, end: mem_end, prot, backing: Backing::Anon, grows_down: false });
+
+    let mut iovs: Vec<GuestIovec> = Vec::new();
+    let mut va = start;
+    while va < file_pages_end {
+        let pa = frame::alloc_frame(Zero::Yes).ok_or(Errno::ENOMEM)?;
+        mm.map_frame(va, pa, prot)?;
+        match iovs.last_mut() {
+            Some(last) if last.gpa + last.len == pa => last.len += PAGE_SIZE,
+            _ => iovs.push(GuestIovec { gpa: pa, len: PAGE_SIZE }),
+        }
+        va += PAGE_SIZE;
+    }
+    // Read from the start of the first page's file bytes up to filesz; the
+    // rest of the last page stays zero (fresh frames), which is bss.
+    let file_start = p.offset - (vaddr - start);
+    let want = file_end - start;
+    let mut remaining = want;
+    for v in iovs.iter_mut() {
+        v.len = v.len.min(remaining);
+        remaining -= v.len;
+    }
+    iovs.retain(|v| v.len > 0);
+    if want > 0 && file.pread(file_start, &iovs)? != want {
+        return Err(Errno::EIO);
+    }
+    Ok(())
+}
+
+/// Inputs of the initial stack.
+pub struct StackArgs<'a> {
+    pub argv: &'a [&'a [u8]],
+    pub envp: &'a [&'a [u8]],
+    pub execfn: &'a [u8],
+    pub uid: u32,
+    pub euid: u32,
+    pub gid: u32,
+    pub egid: u32,
+    pub hwcap: u64,
+}
+
+/// Creates the main stack VMA below `stack_top` and writes argc, argv, envp
+/// and the auxiliary vector; returns the initial RSP.
+pub fn build_stack(mm: &mut AddressSpace, stack_top: u64, img: &Loaded, a: &StackArgs) -> Result<u64, Errno> {
+    mm.insert(Vma {
+        start: stack_top - STACK_SIZE,
+        end: stack_top,
+        prot: PROT_READ | PROT_WRITE,
+        backing: Backing::Anon,
+        grows_down: true,
+    });
+
+    // Strings go at the top: execfn, envp, argv, platform, random bytes.
+    let platform = b"x86_64\0";
+    let strings_len: u64 = a.argv.iter().chain(a.envp.iter()).map(|s| s.len() as u64 + 1).sum::<u64>()
+        + a.execfn.len() as u64
+        + 1
+        + platform.len() as u64
+        + 16;
+    let auxv_count = 20u64;
+    let words = 1 + (a.argv.len() as u64 + 1) + (a.envp.len() as u64 + 1) + 2 * auxv_count;
+    let total = strings_len + words * 8 + 16;
+    if total > STACK_SIZE / 4 {
+        return Err(Errno::E2BIG);
+    }
+    let block_start = (stack_top - total) & !15;
+    let mut block = vec![0u8; (stack_top - block_start) as usize];
+    let base = block_start;
+
+    // Lay strings down from the top.
+    let mut top = block.len();
+    let mut put_str = |block: &mut Vec<u8>, s: &[u8]| -> u64 {
+        top -= s.len() + 1;
+        block[top..top + s.len()].copy_from_slice(s);
+        block[top + s.len()] = 0;
+        base + top as u64
+    };
+    let execfn_addr = put_str(&mut block, a.execfn);
+    let env_addrs: Vec<u64> = a.envp.iter().map(|s| put_str(&mut block, s)).collect();
+    let arg_addrs: Vec<u64> = a.argv.iter().map(|s| put_str(&mut block, s)).collect();
+    let platform_addr = put_str(&mut block, &platform[..platform.len() - 1]);
+    top -= 16;
+    crate::random::fill(&mut block[top..top + 16]);
+    let random_addr = base + top as u64;
+
+    // Pointer area from the bottom: argc, argv, NULL, envp, NULL, auxv.
+    let mut w: Vec<u64> = Vec::with_capacity(words as usize);
+    w.push(a.argv.len() as u64);
+    w.extend_from_slice(&arg_addrs);
+    w.push(0);
+    w.extend_from_slice(&env_addrs);
+    w.push(0);
+    let aux = [
+        (AT_HWCAP, a.hwcap),
+        (AT_PAGESZ, PAGE_SIZE),
+        (AT_CLKTCK, 100),
+        (AT_PHDR, img.phdr),
+        (AT_PHENT, elf::PHDR_SIZE as u64),
+        (AT_PHNUM, img.phnum),
+        (AT_BASE, 0),
+        (AT_FLAGS, 0),
+        (AT_ENTRY, img.entry),
+        (AT_UID, a.uid as u64),
+        (AT_EUID, a.euid as u64),
+        (AT_GID, a.gid as u64),
+        (AT_EGID, a.egid as u64),
+        (AT_SECURE, (a.uid != a.euid || a.gid != a.egid) as u64),
+        (AT_RANDOM, random_addr),
+        (AT_HWCAP2, 0),
+        (AT_EXECFN, execfn_addr),
+        (AT_PLATFORM, platform_addr),
+        (AT_MINSIGSTKSZ, 2048),
+        (AT_NULL, 0),
+    ];
+    debug_assert!(aux.len() as u64 == auxv_count);
+    for (k, v) in aux {
+        w.push(k);
+        w.push(v);
+    }
+    let sp = block_start;
+    for (i, word) in w.iter().enumerate() {
+        block[i * 8..i * 8 + 8].copy_from_slice(&word.to_le_bytes());
+    }
+    debug_assert!((w.len() * 8) <= top);
+    write_user_pages(mm, block_start, &block)?;
+    Ok(sp)
+}
+
+/// Writes `data` at user address `va` of `mm` (not necessarily the current
+/// address space) through the direct map, faulting pages in.
+pub fn write_user_pages(mm: &mut AddressSpace, va: u64, data: &[u8]) -> Result<(), Errno> {
+    mm.populate(va, data.len() as u64, true)?;
+    let mut done = 0usize;
+    while done < data.len() {
+        let addr = va + done as u64;
+        let in_page = (addr % PAGE_SIZE) as usize;
+        let n = (PAGE_SIZE as usize - in_page).min(data.len() - done);
+        let pa = mm.frame_at(addr).ok_or(Errno::EFAULT)?;
+        // SAFETY: `pa` is a frame of this address space (just populated),
+        // mapped by the direct map; we write within the page.
+        unsafe {
+            core::ptr::copy_nonoverlapping(data[done..].as_ptr(), (phys_to_virt(pa) + in_page as u64) as *mut u8, n)
+        };
+        done += n;
+    }
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! qkernel: the Quark guest kernel.
+//!
+//! Runs in the sandbox VM's supervisor mode and implements the Linux x86-64
+//! system-call ABI for unmodified programs running in guest user mode. See
+//! README.md in this crate and docs/architecture.md for the design.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+pub mod arch;
+pub mod boot;
+pub mod hcall;
+pub mod hostfile;
+pub mod loader;
+pub mod log;
+pub mod mem;
+pub mod mm;
+pub mod panic;
+pub mod random;
+pub mod selftest;
+pub mod sync;
+pub mod syscalls;
+pub mod task;
+pub mod time;
+
+use arch::x86_64::cpu;
+use arch::x86_64::frame::TrapFrame;
+use log::level;
+use qlib::boot::{flags, ABI_VERSION, BOOT_MAGIC};
+use qlib::layout::selector::{USER_CS, USER_DS};
+
+#[global_allocator]
+static HEAP: mm::heap::KernelHeap = mm::heap::KernelHeap;
+
+#[cfg(feature = "planted-sse")]
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn planted_sse() {
+    // SAFETY: never executed (see kmain); exists so the image check has an
+    // SSE instruction to find.
+    unsafe { core::arch::asm!("pxor xmm0, xmm0") };
+}
+
+/// First Rust code on every vCPU (called from `_start`).
+#[no_mangle]
+pub extern "C" fn kmain(vcpu: u64, params: u64) -> ! {
+    if vcpu != 0 {
+        idle()
+    }
+    // SAFETY: the host passes the direct-map address of BootParams in RSI.
+    unsafe { boot::init(params) };
+    let p = boot::params();
+    if p.magic != BOOT_MAGIC || p.abi_version != ABI_VERSION {
+        panic!("boot parameters do not match this kernel's ABI version: rebuild quark-sandbox and qkernel together");
+    }
+    #[cfg(feature = "planted-sse")]
+    if p.flags & (1 << 63) != 0 {
+        // Never true (the host never sets bit 63); keeps the planted
+        // instruction reachable so the linker does not discard it.
+        planted_sse();
+    }
+    mm::frame::init(p.free_start, p.free_end);
+    random::init(&p.seed);
+    if p.flags & flags::USE_XSAVE != 0 {
+        // SAFETY: only set by the host on VMX/SVM hosts with the XCR0 it
+        // computed from the CPUID it gave us.
+        unsafe { cpu::xsetbv(p.xcr0) };
+    }
+    if p.flags & flags::CHECK_ONLY != 0 {
+        selftest::run()
+    }
+    let args = boot::InitArgs::read();
+    task::set_hostname(args.hostname());
+    match task::init::spawn_init(&args) {
+        Ok(frame) => enter_user(frame),
+        Err((errno, path)) => {
+            klog!(level::ERROR, "cannot start ", &path[..], ": ", errno.description());
+            // After the log call, which reuses the VMM-call page.
+            let pg = hcall::page();
+            let n = path.len().min(qlib::hcall::DATA_SIZE);
+            pg.data[..n].copy_from_slice(&path[..n]);
+            pg.args[2] = n as u64;
+            hcall::exit(qlib::hcall::ExitKind::ExecFailed, errno.0 as u64)
+        }
+    }
+}
+
+/// Idle loop of vCPUs with nothing to run: halted in the host until an
+/// interrupt arrives.
+pub fn idle() -> ! {
+    loop {
+        arch::x86_64::percpu::stats().idle_entries += 1;
+        cpu::wait_for_interrupt();
+    }
+}
+
+/// Starts user mode on the current task with `frame` as its registers.
+pub fn enter_user(frame: TrapFrame) -> ! {
+    let t = task::current();
+    let at = t.user_frame();
+    *at = TrapFrame { cs: USER_CS as u64, ss: USER_DS as u64, ..frame };
+    // SAFETY: RSP becomes the task's kernel stack top minus one frame, which
+    // holds a complete user frame; ret_to_user pops it and IRETs to user mode.
+    unsafe {
+        core::arch::asm!(
+            "mov rsp, {frame}",
+            "jmp ret_to_user",
+            frame = in(reg) at as *mut TrapFrame as u64,
+            options(noreturn)
+        )
+    }
+}

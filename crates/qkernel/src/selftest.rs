@@ -1,0 +1,86 @@
+//! `quark check`'s in-guest platform check: runs a tiny built-in user
+//! program that makes system calls, so the report shows how SYSCALL arrives
+//! on this host (directly, or through the compat-mode #PF redirect).
+
+use crate::arch::x86_64::frame::{TrapFrame, RFLAGS_IF};
+use crate::arch::x86_64::percpu;
+use crate::mm::addrspace::{AddressSpace, Backing, Vma};
+use crate::mm::frame::{self, Zero};
+use crate::sync::SpinLock;
+use crate::task::{self, fd::FdTable, Creds, Process};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use qlib::layout::{phys_to_virt, PAGE_SIZE};
+use qlib::linux::consts::mman::{PROT_EXEC, PROT_READ, PROT_WRITE};
+
+/// Number of getpid calls the check makes.
+pub const CHECK_SYSCALLS: u32 = 100;
+
+const CODE_VA: u64 = 0x40_0000;
+const STACK_VA: u64 = 0x50_0000;
+
+/// `mov $N,%ebx; 1: mov $39,%eax; syscall; dec %ebx; jnz 1b;
+///  mov $231,%eax; xor %edi,%edi; syscall`
+fn program() -> [u8; 27] {
+    let n = CHECK_SYSCALLS.to_le_bytes();
+    [
+        0xbb, n[0], n[1], n[2], n[3], // mov $N, %ebx
+        0xb8, 39, 0, 0, 0, // mov $39, %eax
+        0x0f, 0x05, // syscall
+        0xff, 0xcb, // dec %ebx
+        0x75, 0xf5, // jnz -11
+        0xb8, 231, 0, 0, 0, // mov $231, %eax
+        0x31, 0xff, // xor %edi, %edi
+        0x0f, 0x05, // syscall
+        0x0f, 0x0b, // ud2 (never reached)
+    ]
+}
+
+/// Runs the check program; its exit_group reports and ends the sandbox.
+pub fn run() -> ! {
+    let mut mm = AddressSpace::new(0x7f00_0000_0000).expect("memory for the check's address space");
+    mm.insert(Vma {
+        start: CODE_VA,
+        end: CODE_VA + PAGE_SIZE,
+        prot: PROT_READ | PROT_EXEC,
+        backing: Backing::Anon,
+        grows_down: false,
+    });
+    mm.insert(Vma {
+        start: STACK_VA,
+        end: STACK_VA + PAGE_SIZE,
+        prot: PROT_READ | PROT_WRITE,
+        backing: Backing::Anon,
+        grows_down: false,
+    });
+    let code = frame::alloc_frame(Zero::Yes).expect("a frame for the check program");
+    let bytes = program();
+    // SAFETY: the frame was just allocated and is exclusively ours.
+    unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), phys_to_virt(code) as *mut u8, bytes.len()) };
+    mm.map_frame(CODE_VA, code, PROT_READ | PROT_EXEC).expect("mapping the check program");
+    let process = Arc::new(Process {
+        pid: 1,
+        ppid: 0,
+        mm: SpinLock::new(mm),
+        files: SpinLock::new(FdTable::with_stdio()),
+        creds: SpinLock::new(Creds::default()),
+        rlimits: SpinLock::new(task::default_rlimits()),
+        exe: SpinLock::new(Vec::new()),
+    });
+    task::set_current(task::new_task(1, process).expect("memory for the check task"));
+    crate::enter_user(TrapFrame {
+        rip: CODE_VA,
+        rsp: STACK_VA + PAGE_SIZE,
+        rflags: RFLAGS_IF | 2,
+        ..TrapFrame::default()
+    })
+}
+
+/// Reports how the check's system calls arrived (called at its exit).
+pub fn report() {
+    let s = percpu::stats();
+    let p = crate::hcall::page();
+    p.args[0] = s.syscalls_via_pf;
+    p.args[1] = s.syscalls - s.syscalls_via_pf;
+    crate::hcall::call(qlib::hcall::Call::Report);
+}

@@ -1,0 +1,168 @@
+//! System call dispatch and the support table.
+//!
+//! [`TABLE`] below is the single list of implemented system calls: number,
+//! name, handler, support level and a note. `docs/syscalls.md` is generated
+//! from it (`node scripts/gen-syscalls-doc.mjs`; `npm test` checks it is
+//! current). Numbers not in the table return ENOSYS and are logged once per
+//! number; they never stop the guest.
+//!
+//! Handlers live one file per family (`sys_*.rs`) and take the user trap
+//! frame: arguments in rdi, rsi, rdx, r10, r8, r9.
+
+pub mod sys_file;
+pub mod sys_identity;
+pub mod sys_info;
+pub mod sys_mmap;
+pub mod sys_test;
+pub mod sys_thread;
+pub mod sys_time;
+
+use crate::arch::x86_64::frame::TrapFrame;
+use crate::arch::x86_64::percpu;
+use core::sync::atomic::{AtomicU64, Ordering};
+use qlib::layout::USER_END;
+use qlib::linux::sysno;
+use qlib::linux::Errno;
+
+/// A handler's result: the return value or an error number.
+pub type SysResult = Result<u64, Errno>;
+/// A system call handler.
+pub type Handler = fn(&mut TrapFrame) -> SysResult;
+
+/// How completely a system call is implemented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Support {
+    /// Linux semantics.
+    Full,
+    /// Works for common uses; the note says what is missing.
+    Partial,
+    /// Deliberately returns ENOSYS (callers have a fallback).
+    NoSys,
+}
+
+/// Number of table slots (x86-64 numbers 0..=467).
+pub const NR_SYSCALLS: usize = 468;
+
+macro_rules! syscall_table {
+    ($( $nr:literal $name:ident => $handler:path, $support:ident, $note:literal; )*) => {
+        /// (number, name, support, note) of every entry, for documentation.
+        pub const ENTRIES: &[(u64, &str, Support, &str)] = &[
+            $( ($nr, stringify!($name), Support::$support, $note), )*
+        ];
+
+        /// Handlers indexed by number.
+        pub static TABLE: [Option<Handler>; NR_SYSCALLS] = {
+            let mut t: [Option<Handler>; NR_SYSCALLS] = [None; NR_SYSCALLS];
+            $( t[$nr] = Some($handler as Handler); )*
+            t
+        };
+    };
+}
+
+// One line per system call: `nr name => handler, Full|Partial|NoSys, "note";`
+// (scripts/gen-syscalls-doc.mjs parses these lines).
+syscall_table! {
+    0 read => sys_file::read, Partial, "stdin only until the VFS exists";
+    1 write => sys_file::write, Partial, "stdout/stderr only until the VFS exists";
+    3 close => sys_file::close, Full, "";
+    5 fstat => sys_file::fstat, Partial, "stdio descriptors";
+    9 mmap => sys_mmap::mmap, Partial, "anonymous private mappings";
+    10 mprotect => sys_mmap::mprotect, Full, "";
+    11 munmap => sys_mmap::munmap, Full, "";
+    12 brk => sys_mmap::brk, Full, "";
+    16 ioctl => sys_file::ioctl, Partial, "TCGETS, TIOCGWINSZ, TCSETS, TIOCGPGRP on stdio";
+    19 readv => sys_file::readv, Partial, "stdin only";
+    20 writev => sys_file::writev, Partial, "stdout/stderr only";
+    24 sched_yield => sys_thread::sched_yield, Full, "";
+    28 madvise => sys_mmap::madvise, Partial, "advice accepted; DONTNEED not yet applied";
+    35 nanosleep => sys_time::nanosleep, Full, "";
+    39 getpid => sys_thread::getpid, Full, "";
+    60 exit => sys_thread::exit, Partial, "single-threaded programs";
+    63 uname => sys_info::uname, Full, "";
+    89 readlink => sys_file::readlink, Partial, "/proc/self/exe only until procfs exists";
+    96 gettimeofday => sys_time::gettimeofday, Full, "";
+    97 getrlimit => sys_thread::getrlimit, Full, "";
+    102 getuid => sys_identity::getuid, Full, "";
+    104 getgid => sys_identity::getgid, Full, "";
+    107 geteuid => sys_identity::geteuid, Full, "";
+    108 getegid => sys_identity::getegid, Full, "";
+    110 getppid => sys_thread::getppid, Full, "";
+    115 getgroups => sys_identity::getgroups, Full, "";
+    118 getresuid => sys_identity::getresuid, Full, "";
+    120 getresgid => sys_identity::getresgid, Full, "";
+    158 arch_prctl => sys_thread::arch_prctl, Partial, "ARCH_SET/GET_FS/GS";
+    186 gettid => sys_thread::gettid, Full, "";
+    201 time => sys_time::time, Full, "";
+    204 sched_getaffinity => sys_thread::sched_getaffinity, Full, "";
+    218 set_tid_address => sys_thread::set_tid_address, Full, "";
+    228 clock_gettime => sys_time::clock_gettime, Full, "";
+    229 clock_getres => sys_time::clock_getres, Full, "";
+    230 clock_nanosleep => sys_time::clock_nanosleep, Full, "";
+    231 exit_group => sys_thread::exit_group, Full, "";
+    262 newfstatat => sys_file::newfstatat, Partial, "AT_EMPTY_PATH on stdio descriptors";
+    267 readlinkat => sys_file::readlinkat, Partial, "/proc/self/exe only";
+    273 set_robust_list => sys_thread::set_robust_list, Full, "";
+    274 get_robust_list => sys_thread::get_robust_list, Full, "";
+    302 prlimit64 => sys_thread::prlimit64, Partial, "own process only";
+    318 getrandom => sys_info::getrandom, Full, "";
+    334 rseq => sys_thread::rseq, NoSys, "glibc runs without restartable sequences";
+}
+
+/// Numbers already reported as unimplemented (one log line per number).
+static REPORTED: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+
+fn not_implemented(nr: u64) -> SysResult {
+    let (word, bit) = ((nr / 64) as usize, nr % 64);
+    let first = match REPORTED.get(word) {
+        Some(w) => w.fetch_or(1 << bit, Ordering::Relaxed) & (1 << bit) == 0,
+        None => false, // out-of-range numbers are not worth a line each
+    };
+    if first {
+        crate::klog!(
+            crate::log::level::WARN,
+            "unimplemented syscall ",
+            nr,
+            " (",
+            sysno::name(nr).unwrap_or("unknown"),
+            "): returning ENOSYS"
+        );
+    }
+    Err(Errno::ENOSYS)
+}
+
+/// Called by the SYSCALL entry with the saved user frame. Returns non-zero
+/// when the frame was rewritten and the exit must use IRET.
+#[no_mangle]
+pub extern "C" fn syscall_dispatch(f: &mut TrapFrame) -> u64 {
+    percpu::stats().syscalls += 1;
+    // A user program that jumps to the entry without SYSCALL chooses RCX (the
+    // return RIP); SYSRET to a non-canonical RIP would fault in the kernel.
+    if f.rip >= USER_END {
+        crate::task::signal::force_fault(f, qlib::linux::consts::signal::SIGSEGV, f.rip);
+    }
+    let nr = f.rax;
+    let res = match TABLE.get(nr as usize) {
+        Some(Some(h)) => h(f),
+        _ => {
+            if nr == sys_test::NR_QUARK_TEST {
+                sys_test::quark_test(f)
+            } else {
+                not_implemented(nr)
+            }
+        }
+    };
+    f.rax = match res {
+        Ok(v) => v,
+        Err(e) => e.to_ret() as u64,
+    };
+    let task = crate::task::current();
+    let rewritten = task.frame_rewritten;
+    task.frame_rewritten = false;
+    rewritten as u64
+}
+
+/// Argument accessors for readability in handlers.
+#[inline(always)]
+pub fn args(f: &TrapFrame) -> [u64; 6] {
+    [f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9]
+}

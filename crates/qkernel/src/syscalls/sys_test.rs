@@ -1,0 +1,44 @@
+//! `quark_test`: a system call that exists only when the sandbox runs with
+//! test hooks enabled (`quark-sandbox --test-hooks`, used by the test suite).
+//! Otherwise it returns ENOSYS like any unknown number. It lets tests plant
+//! failures that no correct program can cause: a guest kernel panic, a
+//! supervisor-mode hang, and a VMM call naming memory outside guest RAM.
+
+use super::SysResult;
+use crate::arch::x86_64::frame::TrapFrame;
+use qlib::hcall::{Call, GuestIovec};
+use qlib::linux::Errno;
+
+/// The number, far above every Linux system call.
+pub const NR_QUARK_TEST: u64 = 0x5154_0000;
+
+/// Operations (first argument).
+pub mod op {
+    /// Panic in the guest kernel.
+    pub const PANIC: u64 = 1;
+    /// Spin forever in supervisor mode with interrupts off.
+    pub const HANG: u64 = 2;
+    /// Ask the host to write from a guest-physical range beyond guest RAM;
+    /// returns the host's answer (EFAULT expected).
+    pub const BAD_HCALL: u64 = 3;
+    /// Make a NOP VMM call (measures the round trip).
+    pub const NOP_HCALL: u64 = 4;
+}
+
+pub fn quark_test(f: &mut TrapFrame) -> SysResult {
+    if crate::boot::params().flags & qlib::boot::flags::TEST_HOOKS == 0 {
+        return Err(Errno::ENOSYS);
+    }
+    match f.rdi {
+        op::PANIC => panic!("planted test panic (quark_test PANIC)"),
+        op::HANG => loop {
+            core::hint::spin_loop();
+        },
+        op::BAD_HCALL => {
+            let bogus = GuestIovec { gpa: crate::boot::params().mem_size + 0x1000, len: 16 };
+            crate::hcall::write_stdio(1, core::slice::from_ref(&bogus))
+        }
+        op::NOP_HCALL => Ok(crate::hcall::call(Call::Nop) as u64),
+        _ => Err(Errno::EINVAL),
+    }
+}
