@@ -8,8 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use napi::{
-    BigUint64, BufferView, Bytes, CallContext, Env, Error, ExternalMemory, Function, NativeClass,
-    Result, Value,
+    BigUint64, BufferView, Bytes, CallContext, Env, Error, ExternalMemory, Function, NativeClass, Result, Value,
 };
 
 mod region;
@@ -58,10 +57,7 @@ fn check_args<'c>(cx: &CallContext<'c>) -> Result<Value<'c>> {
     out.set("count", count)?;
     out.set("flag", flag)?;
     out.set("length", data.len())?;
-    out.set(
-        "sum",
-        data.as_slice().iter().map(|&b| u32::from(b)).sum::<u32>(),
-    )?;
+    out.set("sum", data.as_slice().iter().map(|&b| u32::from(b)).sum::<u32>())?;
     out.set("optional", optional)?;
     Ok(out)
 }
@@ -71,19 +67,15 @@ fn init<'e>(env: &'e Env, exports: Value<'e>) -> Result<()> {
 
     exports.set_function("strings", |cx| {
         let list: Vec<String> = cx.arg(0, "list")?;
-        cx.ret(
-            list.into_iter()
-                .map(|s| s.to_uppercase())
-                .collect::<Vec<_>>(),
-        )
+        cx.ret(list.into_iter().map(|s| s.to_uppercase()).collect::<Vec<_>>())
     })?;
 
     exports.set_function("bigAdd", |cx| {
         let a: BigUint64 = cx.arg(0, "a")?;
         let b: BigUint64 = cx.arg(1, "b")?;
-        let sum = a.0.checked_add(b.0).ok_or_else(|| {
-            Error::range_error("sum overflows 64 bits").with_code("ERR_OUT_OF_RANGE")
-        })?;
+        let sum =
+            a.0.checked_add(b.0)
+                .ok_or_else(|| Error::range_error("sum overflows 64 bits").with_code("ERR_OUT_OF_RANGE"))?;
         cx.ret(BigUint64(sum))
     })?;
 
@@ -116,10 +108,7 @@ fn init<'e>(env: &'e Env, exports: Value<'e>) -> Result<()> {
         .class::<Probe>(|cx| {
             let label: String = cx.arg(0, "label")?;
             PROBES_CREATED.fetch_add(1, Ordering::SeqCst);
-            Ok(Probe {
-                label,
-                calls: std::cell::Cell::new(0),
-            })
+            Ok(Probe { label, calls: std::cell::Cell::new(0) })
         })
         .method("label", |cx, this| {
             this.calls.set(this.calls.get() + 1);
@@ -155,19 +144,15 @@ fn init<'e>(env: &'e Env, exports: Value<'e>) -> Result<()> {
     exports.set_function("rejectAfter", |cx| {
         let ms: u32 = cx.arg(0, "ms")?;
         let errno: i32 = cx.arg(1, "errno")?;
-        cx.env()
-            .spawn_promise("selftest-reject", move || -> Result<()> {
-                sleep_ms(ms);
-                Err(Error::os(errno, "selftest", Some("/nowhere")))
-            })
+        cx.env().spawn_promise("selftest-reject", move || -> Result<()> {
+            sleep_ms(ms);
+            Err(Error::os(errno, "selftest", Some("/nowhere")))
+        })
     })?;
 
     exports.set_function("panicInThread", |cx| {
         let message: String = cx.arg(0, "message")?;
-        cx.env()
-            .spawn_promise("selftest-panic", move || -> Result<()> {
-                panic!("{message}")
-            })
+        cx.env().spawn_promise("selftest-panic", move || -> Result<()> { panic!("{message}") })
     })?;
 
     exports.set_function("dropPromise", |cx| {
@@ -192,13 +177,9 @@ fn init<'e>(env: &'e Env, exports: Value<'e>) -> Result<()> {
         .class::<SharedRegion>(|cx| {
             let len: usize = cx.arg(0, "length")?;
             let region = Region::map(len).map_err(|e| Error::from_io(&e, "mmap", None))?;
-            Ok(SharedRegion {
-                region: Arc::new(region),
-            })
+            Ok(SharedRegion { region: Arc::new(region) })
         })
-        .method("arrayBuffer", |cx, this| {
-            cx.env().external_arraybuffer(this.region.clone())
-        })
+        .method("arrayBuffer", |cx, this| cx.env().external_arraybuffer(this.region.clone()))
         .method("writeLater", |cx, this| {
             let delay: u32 = cx.arg(0, "delayMs")?;
             let offset: usize = cx.arg(1, "offset")?;
@@ -258,14 +239,8 @@ fn init<'e>(env: &'e Env, exports: Value<'e>) -> Result<()> {
             for i in 0..n {
                 let (callback, results) = (callback.clone(), results.clone());
                 let queued = thread.run(move |env| {
-                    let returned: f64 = callback
-                        .get(env)?
-                        .call(&[env.number(f64::from(i))?])?
-                        .to()?;
-                    results
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(returned);
+                    let returned: f64 = callback.get(env)?.call(&[env.number(f64::from(i))?])?.to()?;
+                    results.lock().unwrap_or_else(|p| p.into_inner()).push(returned);
                     Ok(())
                 });
                 if let Err(e) = queued {
@@ -283,9 +258,7 @@ fn init<'e>(env: &'e Env, exports: Value<'e>) -> Result<()> {
 
     exports.set("answer", 42)?;
     let counter = Arc::new(AtomicU32::new(0));
-    exports.set_function("count", move |cx| {
-        cx.ret(counter.fetch_add(1, Ordering::SeqCst) + 1)
-    })?;
+    exports.set_function("count", move |cx| cx.ret(counter.fetch_add(1, Ordering::SeqCst) + 1))?;
     Ok(())
 }
 

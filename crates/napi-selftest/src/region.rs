@@ -14,14 +14,7 @@ const MAP_ANONYMOUS: c_int = 0x20;
 const MAP_FAILED: *mut c_void = !0usize as *mut c_void;
 
 extern "C" {
-    fn mmap(
-        addr: *mut c_void,
-        len: usize,
-        prot: c_int,
-        flags: c_int,
-        fd: c_int,
-        offset: c_long,
-    ) -> *mut c_void;
+    fn mmap(addr: *mut c_void, len: usize, prot: c_int, flags: c_int, fd: c_int, offset: c_long) -> *mut c_void;
     fn munmap(addr: *mut c_void, len: usize) -> c_int;
 }
 
@@ -42,32 +35,17 @@ impl Region {
             return Err(std::io::Error::from_raw_os_error(22));
         }
         // SAFETY: a fresh anonymous mapping; no existing memory is affected.
-        let ptr = unsafe {
-            mmap(
-                std::ptr::null_mut(),
-                len,
-                PROT_READ | PROT_WRITE,
-                MAP_SHARED | MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
+        let ptr = unsafe { mmap(std::ptr::null_mut(), len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0) };
         if ptr == MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
         MAPPED.fetch_add(1, Ordering::SeqCst);
-        Ok(Region {
-            ptr: ptr.cast(),
-            len,
-        })
+        Ok(Region { ptr: ptr.cast(), len })
     }
 
     /// The 4-byte word at `offset` (4-aligned, in bounds: checked by the caller).
     pub fn word(&self, offset: usize) -> &AtomicU32 {
-        assert!(
-            offset.is_multiple_of(4) && offset + 4 <= self.len,
-            "bad word offset {offset}"
-        );
+        assert!(offset.is_multiple_of(4) && offset + 4 <= self.len, "bad word offset {offset}");
         // SAFETY: in bounds and aligned (asserted; mmap returns page-aligned memory); the mapping lives as long
         // as `self`, and all Rust access to it is atomic.
         unsafe { AtomicU32::from_ptr(self.ptr.add(offset).cast()) }

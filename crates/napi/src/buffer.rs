@@ -74,13 +74,7 @@ impl Env {
         let mut raw = ptr::null_mut();
         // SAFETY: `bytes` is readable for `bytes.len()` bytes (Node copies them); out-pointers are locals.
         let status = unsafe {
-            sys::napi_create_buffer_copy(
-                self.raw(),
-                bytes.len(),
-                bytes.as_ptr().cast(),
-                &mut data,
-                &mut raw,
-            )
+            sys::napi_create_buffer_copy(self.raw(), bytes.len(), bytes.as_ptr().cast(), &mut data, &mut raw)
         };
         self.check(status)?;
         // SAFETY: `raw` was just created in this env.
@@ -92,9 +86,7 @@ impl Env {
         let mut data: *mut c_void = ptr::null_mut();
         let mut raw = ptr::null_mut();
         // SAFETY: live env; out-pointers are locals.
-        self.check(unsafe {
-            sys::napi_create_arraybuffer(self.raw(), bytes.len(), &mut data, &mut raw)
-        })?;
+        self.check(unsafe { sys::napi_create_arraybuffer(self.raw(), bytes.len(), &mut data, &mut raw) })?;
         if !bytes.is_empty() {
             // SAFETY: V8 allocated `bytes.len()` writable bytes at `data` for the new buffer, which nothing else
             // references yet; the regions cannot overlap.
@@ -110,11 +102,7 @@ impl Env {
         if memory.is_empty() {
             return self.arraybuffer_copy(&[]);
         }
-        unsafe extern "C" fn drop_owner<M>(
-            _env: sys::napi_env,
-            _data: *mut c_void,
-            hint: *mut c_void,
-        ) {
+        unsafe extern "C" fn drop_owner<M>(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
             guard_finalizer(|| {
                 // SAFETY: `hint` is the `Box<M>` leaked by `external_arraybuffer::<M>`; Node calls this once.
                 drop(unsafe { Box::from_raw(hint.cast::<M>()) });
@@ -160,22 +148,14 @@ pub struct BufferView<'e> {
 impl<'e> FromJs<'e> for BufferView<'e> {
     fn from_js(value: Value<'e>) -> Result<Self, Invalid> {
         if !value.is_buffer()? {
-            return Err(Invalid::Type(Cow::Borrowed(
-                "an instance of Buffer or Uint8Array",
-            )));
+            return Err(Invalid::Type(Cow::Borrowed("an instance of Buffer or Uint8Array")));
         }
         let mut data = ptr::null_mut();
         let mut len = 0usize;
         let env = value.env();
         // SAFETY: `value` is a buffer handle of the live env; out-pointers are locals.
-        env.check(unsafe {
-            sys::napi_get_buffer_info(env.raw(), value.raw(), &mut data, &mut len)
-        })?;
-        Ok(BufferView {
-            value,
-            ptr: data.cast_const().cast(),
-            len,
-        })
+        env.check(unsafe { sys::napi_get_buffer_info(env.raw(), value.raw(), &mut data, &mut len) })?;
+        Ok(BufferView { value, ptr: data.cast_const().cast(), len })
     }
 }
 
@@ -219,14 +199,8 @@ impl<'e> FromJs<'e> for ArrayBufferView<'e> {
         let mut len = 0usize;
         let env = value.env();
         // SAFETY: `value` is an ArrayBuffer handle of the live env; out-pointers are locals.
-        env.check(unsafe {
-            sys::napi_get_arraybuffer_info(env.raw(), value.raw(), &mut data, &mut len)
-        })?;
-        Ok(ArrayBufferView {
-            value,
-            ptr: data.cast_const().cast(),
-            len,
-        })
+        env.check(unsafe { sys::napi_get_arraybuffer_info(env.raw(), value.raw(), &mut data, &mut len) })?;
+        Ok(ArrayBufferView { value, ptr: data.cast_const().cast(), len })
     }
 }
 

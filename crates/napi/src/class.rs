@@ -80,11 +80,7 @@ impl Env {
         &self,
         ctor: impl for<'c> Fn(&CallContext<'c>) -> Result<T> + 'static,
     ) -> ClassBuilder<'_, T> {
-        ClassBuilder {
-            env: self,
-            ctor: Box::new(ctor),
-            members: Vec::new(),
-        }
+        ClassBuilder { env: self, ctor: Box::new(ctor), members: Vec::new() }
     }
 }
 
@@ -95,8 +91,7 @@ impl<'e, T: NativeClass> ClassBuilder<'e, T> {
         name: &str,
         f: impl for<'c> Fn(&CallContext<'c>, &'c T) -> Result<Value<'c>> + 'static,
     ) -> Self {
-        self.members
-            .push((name.to_owned(), Kind::Method, Member::Method(Box::new(f))));
+        self.members.push((name.to_owned(), Kind::Method, Member::Method(Box::new(f))));
         self
     }
 
@@ -106,8 +101,7 @@ impl<'e, T: NativeClass> ClassBuilder<'e, T> {
         name: &str,
         f: impl for<'c> Fn(&CallContext<'c>, &'c T) -> Result<Value<'c>> + 'static,
     ) -> Self {
-        self.members
-            .push((name.to_owned(), Kind::Getter, Member::Method(Box::new(f))));
+        self.members.push((name.to_owned(), Kind::Getter, Member::Method(Box::new(f))));
         self
     }
 
@@ -117,18 +111,14 @@ impl<'e, T: NativeClass> ClassBuilder<'e, T> {
         name: &str,
         f: impl for<'c> Fn(&CallContext<'c>) -> Result<Value<'c>> + 'static,
     ) -> Self {
-        self.members
-            .push((name.to_owned(), Kind::Static, Member::Static(Box::new(f))));
+        self.members.push((name.to_owned(), Kind::Static, Member::Static(Box::new(f))));
         self
     }
 
     /// Defines the class and returns its constructor.
     pub fn build(self) -> Result<Value<'e>> {
         let env = self.env;
-        let mut data = Box::new(ClassData {
-            ctor: self.ctor,
-            entries: Vec::new(),
-        });
+        let mut data = Box::new(ClassData { ctor: self.ctor, entries: Vec::new() });
         let mut names = Vec::new();
         let mut kinds = Vec::new();
         for (name, kind, member) in self.members {
@@ -136,9 +126,10 @@ impl<'e, T: NativeClass> ClassBuilder<'e, T> {
                 Kind::Static => format!("{}.{name}", T::NAME),
                 _ => format!("{}.prototype.{name}", T::NAME),
             };
-            names.push(CString::new(name).map_err(|_| {
-                Error::type_error(format!("class member name of {what} contains a NUL byte"))
-            })?);
+            names.push(
+                CString::new(name)
+                    .map_err(|_| Error::type_error(format!("class member name of {what} contains a NUL byte")))?,
+            );
             kinds.push(kind);
             data.entries.push(Entry { what, member });
         }
@@ -195,9 +186,7 @@ impl<'e, T: NativeClass> ClassBuilder<'e, T> {
             });
         }
         // SAFETY: `free_class::<T>` matches the hook type and frees exactly the `ClassData<T>` passed with it.
-        let status = unsafe {
-            sys::napi_add_env_cleanup_hook(env.raw(), Some(free_class::<T>), data.cast())
-        };
+        let status = unsafe { sys::napi_add_env_cleanup_hook(env.raw(), Some(free_class::<T>), data.cast()) };
         // Without the hook the data is leaked rather than freed early, which is safe.
         let _ = env.check(status);
         // SAFETY: `raw` is the constructor just defined in this env.
@@ -214,10 +203,7 @@ pub(crate) fn type_tag<T: 'static>() -> sys::napi_type_tag {
         (TypeId::of::<T>(), std::ptr::addr_of!(ANCHOR) as usize, salt).hash(&mut h);
         h.finish()
     };
-    sys::napi_type_tag {
-        lower: half(0x71_75_61_72_6b),
-        upper: half(0x6e_61_70_69),
-    }
+    sys::napi_type_tag { lower: half(0x71_75_61_72_6b), upper: half(0x6e_61_70_69) }
 }
 
 unsafe extern "C" fn construct<T: NativeClass>(
@@ -228,22 +214,15 @@ unsafe extern "C" fn construct<T: NativeClass>(
         // SAFETY: `info` is the info Node passed to this callback.
         let cx = unsafe { CallContext::read(env, info) }?;
         if cx.new_target.is_null() {
-            return Err(Error::type_error(format!(
-                "Class constructor {} cannot be invoked without 'new'",
-                T::NAME
-            ))
-            .with_code("ERR_CONSTRUCT_CALL_REQUIRED"));
+            return Err(Error::type_error(format!("Class constructor {} cannot be invoked without 'new'", T::NAME))
+                .with_code("ERR_CONSTRUCT_CALL_REQUIRED"));
         }
         // SAFETY: the class data pointer is the `ClassData<T>` of `build`, alive until environment teardown.
         let data = unsafe { &*cx.data.cast::<ClassData<T>>() };
         let value = (data.ctor)(&cx)?;
         let this = cx.this();
         let native = Box::into_raw(Box::new(value));
-        unsafe extern "C" fn finalize<T>(
-            _env: sys::napi_env,
-            data: *mut c_void,
-            _hint: *mut c_void,
-        ) {
+        unsafe extern "C" fn finalize<T>(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
             guard_finalizer(|| {
                 // SAFETY: `data` is the box wrapped by `construct::<T>`; Node calls this once, after collection.
                 drop(unsafe { Box::from_raw(data.cast::<T>()) });
@@ -251,14 +230,7 @@ unsafe extern "C" fn construct<T: NativeClass>(
         }
         // SAFETY: `this` is the new instance; `finalize::<T>` frees exactly the `Box<T>` passed with it.
         let status = unsafe {
-            sys::napi_wrap(
-                env.raw(),
-                this.raw(),
-                native.cast(),
-                Some(finalize::<T>),
-                ptr::null_mut(),
-                ptr::null_mut(),
-            )
+            sys::napi_wrap(env.raw(), this.raw(), native.cast(), Some(finalize::<T>), ptr::null_mut(), ptr::null_mut())
         };
         if let Err(e) = env.check(status) {
             // SAFETY: the wrap failed, so Node does not own the box.
@@ -314,9 +286,7 @@ impl<'e> Value<'e> {
         let tag = type_tag::<T>();
         let mut tagged = false;
         // SAFETY: handles of the live env; `tag` and `tagged` are locals.
-        let status = unsafe {
-            sys::napi_check_object_type_tag(self.env().raw(), self.raw(), &tag, &mut tagged)
-        };
+        let status = unsafe { sys::napi_check_object_type_tag(self.env().raw(), self.raw(), &tag, &mut tagged) };
         self.env().check(status)?;
         if !tagged {
             return Err(not_instance());
@@ -335,9 +305,7 @@ impl<'e> Value<'e> {
 /// An instance of class `T` as an argument: `cx.arg::<&Probe>(0, "probe")`.
 impl<'e, T: NativeClass> FromJs<'e> for &'e T {
     fn from_js(value: Value<'e>) -> Result<Self, Invalid> {
-        value
-            .unwrap::<T>()
-            .map_err(|_| Invalid::Type(format!("an instance of {}", T::NAME).into()))
+        value.unwrap::<T>().map_err(|_| Invalid::Type(format!("an instance of {}", T::NAME).into()))
     }
 }
 

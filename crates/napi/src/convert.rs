@@ -130,8 +130,7 @@ impl<'e> FromJs<'e> for String {
 impl<'e> FromJs<'e> for CString {
     fn from_js(value: Value<'e>) -> Result<Self, Invalid> {
         let s = String::from_js(value)?;
-        CString::new(s)
-            .map_err(|_| Invalid::Value(Cow::Borrowed("must be a string without null bytes")))
+        CString::new(s).map_err(|_| Invalid::Value(Cow::Borrowed("must be a string without null bytes")))
     }
 }
 
@@ -141,12 +140,10 @@ impl<'e, T: FromJs<'e>> FromJs<'e> for Option<T> {
         if value.is_nullish() {
             return Ok(None);
         }
-        T::from_js(value)
-            .map(Some)
-            .map_err(|invalid| match invalid {
-                Invalid::Type(t) => Invalid::Type(Cow::Owned(format!("{t}, null or undefined"))),
-                other => other,
-            })
+        T::from_js(value).map(Some).map_err(|invalid| match invalid {
+            Invalid::Type(t) => Invalid::Type(Cow::Owned(format!("{t}, null or undefined"))),
+            other => other,
+        })
     }
 }
 
@@ -160,9 +157,7 @@ impl<'e, T: FromJs<'e>> FromJs<'e> for Vec<T> {
         for i in 0..len {
             let item = value.get_index(i)?;
             out.push(T::from_js(item).map_err(|invalid| match invalid {
-                Invalid::Type(t) => {
-                    Invalid::Type(Cow::Owned(format!("an array whose every element is {t}")))
-                }
+                Invalid::Type(t) => Invalid::Type(Cow::Owned(format!("an array whose every element is {t}"))),
                 other => other,
             })?);
         }
@@ -221,9 +216,7 @@ impl<'e> FromJs<'e> for BigInt64 {
         expect_type(&value, ValueType::BigInt, "of type bigint")?;
         match value.get_bigint_i64()? {
             (n, true) => Ok(BigInt64(n)),
-            _ => Err(Invalid::Range(Cow::Borrowed(
-                ">= -(2n ** 63n) && < 2n ** 63n",
-            ))),
+            _ => Err(Invalid::Range(Cow::Borrowed(">= -(2n ** 63n) && < 2n ** 63n"))),
         }
     }
 }
@@ -399,10 +392,7 @@ mod tests {
         assert_eq!(range(check_integer(1.5, 0.0, 10.0)), "an integer");
         assert_eq!(range(check_integer(f64::NAN, 0.0, 10.0)), "an integer");
         assert_eq!(range(check_integer(f64::INFINITY, 0.0, 10.0)), "an integer");
-        assert_eq!(
-            range(check_integer(-1.0, 0.0, 4294967295.0)),
-            ">= 0 && <= 4294967295"
-        );
+        assert_eq!(range(check_integer(-1.0, 0.0, 4294967295.0)), ">= 0 && <= 4294967295");
         assert_eq!(
             range(check_integer(1e300, -MAX_SAFE_INTEGER, MAX_SAFE_INTEGER)),
             ">= -9007199254740991 && <= 9007199254740991"

@@ -54,10 +54,7 @@ impl Env {
     /// the current thread, and the returned `Env` must be dropped before that
     /// callback (or handle scope) returns.
     pub(crate) unsafe fn from_raw(raw: sys::napi_env) -> Env {
-        Env {
-            raw,
-            _not_send: PhantomData,
-        }
+        Env { raw, _not_send: PhantomData }
     }
 
     /// The raw `napi_env`, for calling a Node-API function this crate does not wrap.
@@ -82,9 +79,7 @@ impl Env {
                 String::new()
             } else {
                 // SAFETY: `error_message` is a NUL-terminated static string owned by Node.
-                unsafe { std::ffi::CStr::from_ptr(message) }
-                    .to_string_lossy()
-                    .into_owned()
+                unsafe { std::ffi::CStr::from_ptr(message) }.to_string_lossy().into_owned()
             }
         } else {
             String::new()
@@ -92,10 +87,7 @@ impl Env {
         if status == sys::napi_pending_exception || self.exception_pending() {
             return Err(Error::pending());
         }
-        Err(Error::new(format!(
-            "Node-API call failed with status {status}: {detail}"
-        ))
-        .with_code("ERR_NAPI_CALL"))
+        Err(Error::new(format!("Node-API call failed with status {status}: {detail}")).with_code("ERR_NAPI_CALL"))
     }
 
     fn wrap(&self, raw: sys::napi_value) -> Value<'_> {
@@ -158,8 +150,7 @@ impl Env {
     pub fn string(&self, s: &str) -> Result<Value<'_>> {
         let mut r = ptr::null_mut();
         // SAFETY: `s` is valid UTF-8 of exactly `s.len()` bytes (Node copies it); `r` is a local out-pointer.
-        let status =
-            unsafe { sys::napi_create_string_utf8(self.raw, s.as_ptr().cast(), s.len(), &mut r) };
+        let status = unsafe { sys::napi_create_string_utf8(self.raw, s.as_ptr().cast(), s.len(), &mut r) };
         self.check(status)?;
         Ok(self.wrap(r))
     }
@@ -186,8 +177,7 @@ impl Env {
     {
         let array = self.array(0)?;
         for (i, item) in items.into_iter().enumerate() {
-            let index = u32::try_from(i)
-                .map_err(|_| Error::range_error("array too long for JavaScript"))?;
+            let index = u32::try_from(i).map_err(|_| Error::range_error("array too long for JavaScript"))?;
             array.set_index(index, item)?;
         }
         Ok(array)
@@ -204,9 +194,7 @@ impl Env {
         match error.kind() {
             ErrorKind::Error => napi!(self, napi_create_error(code, message.raw, &mut r))?,
             ErrorKind::TypeError => napi!(self, napi_create_type_error(code, message.raw, &mut r))?,
-            ErrorKind::RangeError => {
-                napi!(self, napi_create_range_error(code, message.raw, &mut r))?
-            }
+            ErrorKind::RangeError => napi!(self, napi_create_range_error(code, message.raw, &mut r))?,
         }
         let value = self.wrap(r);
         for (name, prop) in error.props() {
@@ -225,9 +213,7 @@ impl Env {
         if error.is_pending() || self.exception_pending() {
             return;
         }
-        let thrown = self
-            .error_value(error)
-            .and_then(|v| napi!(self, napi_throw(v.raw)));
+        let thrown = self.error_value(error).and_then(|v| napi!(self, napi_throw(v.raw)));
         if thrown.is_err() && !self.exception_pending() {
             // Creating the error object failed without an exception: say so rather than return silently.
             let fallback = format!("{error} (and creating the JS error object failed)");
@@ -235,12 +221,7 @@ impl Env {
             let mut err = ptr::null_mut();
             // SAFETY: `fallback` is valid UTF-8 of the given length; the out-pointers are locals.
             unsafe {
-                sys::napi_create_string_utf8(
-                    self.raw,
-                    fallback.as_ptr().cast(),
-                    fallback.len(),
-                    &mut msg,
-                );
+                sys::napi_create_string_utf8(self.raw, fallback.as_ptr().cast(), fallback.len(), &mut msg);
                 sys::napi_create_error(self.raw, ptr::null_mut(), msg, &mut err);
                 sys::napi_throw(self.raw, err);
             }
@@ -338,10 +319,7 @@ impl<'e> Value<'e> {
 
     /// `undefined` or `null`.
     pub fn is_nullish(&self) -> bool {
-        matches!(
-            self.value_type(),
-            Ok(ValueType::Undefined | ValueType::Null)
-        )
+        matches!(self.value_type(), Ok(ValueType::Undefined | ValueType::Null))
     }
 
     /// Converts to a Rust value; a mismatch is reported as an invalid `"value"`.
@@ -468,16 +446,7 @@ impl<'e> Value<'e> {
     pub fn call_with_this(&self, this: Value<'e>, args: &[Value<'e>]) -> Result<Value<'e>> {
         let raw_args: Vec<sys::napi_value> = args.iter().map(|a| a.raw).collect();
         let mut r = ptr::null_mut();
-        napi!(
-            self.env,
-            napi_call_function(
-                this.raw,
-                self.raw,
-                raw_args.len(),
-                raw_args.as_ptr(),
-                &mut r
-            )
-        )?;
+        napi!(self.env, napi_call_function(this.raw, self.raw, raw_args.len(), raw_args.as_ptr(), &mut r))?;
         Ok(self.env.wrap(r))
     }
 
@@ -498,46 +467,30 @@ impl<'e> Value<'e> {
     /// (value, lossless)
     pub(crate) fn get_bigint_i64(&self) -> Result<(i64, bool)> {
         let (mut r, mut lossless) = (0, false);
-        napi!(
-            self.env,
-            napi_get_value_bigint_int64(self.raw, &mut r, &mut lossless)
-        )?;
+        napi!(self.env, napi_get_value_bigint_int64(self.raw, &mut r, &mut lossless))?;
         Ok((r, lossless))
     }
 
     /// (value, lossless)
     pub(crate) fn get_bigint_u64(&self) -> Result<(u64, bool)> {
         let (mut r, mut lossless) = (0, false);
-        napi!(
-            self.env,
-            napi_get_value_bigint_uint64(self.raw, &mut r, &mut lossless)
-        )?;
+        napi!(self.env, napi_get_value_bigint_uint64(self.raw, &mut r, &mut lossless))?;
         Ok((r, lossless))
     }
 
     pub(crate) fn get_string(&self) -> Result<String> {
         let mut len = 0usize;
-        napi!(
-            self.env,
-            napi_get_value_string_utf8(self.raw, ptr::null_mut(), 0, &mut len)
-        )?;
+        napi!(self.env, napi_get_value_string_utf8(self.raw, ptr::null_mut(), 0, &mut len))?;
         let mut buf = vec![0u8; len + 1];
         let mut written = 0usize;
         // SAFETY: `buf` is a live local of `buf.len()` bytes; Node writes at most that many, NUL included.
         let status = unsafe {
-            sys::napi_get_value_string_utf8(
-                self.env.raw,
-                self.raw,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut written,
-            )
+            sys::napi_get_value_string_utf8(self.env.raw, self.raw, buf.as_mut_ptr().cast(), buf.len(), &mut written)
         };
         self.env.check(status)?;
         buf.truncate(written);
         // V8 writes lone surrogates as U+FFFD, so this is valid UTF-8; stay lossless-or-replace regardless.
-        Ok(String::from_utf8(buf)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+        Ok(String::from_utf8(buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
     }
 
     fn coerce_string(&self) -> Option<String> {
@@ -559,12 +512,9 @@ impl<'e> Value<'e> {
             Ok(ValueType::BigInt) => Received::BigInt(self.coerce_string().unwrap_or_default()),
             Ok(ValueType::Symbol) => Received::Symbol,
             Ok(ValueType::External) => Received::External,
-            Ok(ValueType::Function) => Received::Function(
-                self.get("name")
-                    .ok()
-                    .and_then(|n| n.get_string().ok())
-                    .unwrap_or_default(),
-            ),
+            Ok(ValueType::Function) => {
+                Received::Function(self.get("name").ok().and_then(|n| n.get_string().ok()).unwrap_or_default())
+            }
             Ok(ValueType::Object) | Err(_) => Received::Object(
                 self.get("constructor")
                     .ok()
@@ -582,11 +532,7 @@ impl<'e> Value<'e> {
 
     /// Attaches `data` to the object; it is dropped after the object is garbage-collected.
     pub fn attach<T: 'static>(&self, data: T) -> Result<()> {
-        unsafe extern "C" fn drop_box<T>(
-            _env: sys::napi_env,
-            data: *mut c_void,
-            _hint: *mut c_void,
-        ) {
+        unsafe extern "C" fn drop_box<T>(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
             crate::function::guard_finalizer(|| {
                 // SAFETY: `data` came from `Box::into_raw` in `attach::<T>` and Node calls this once.
                 drop(unsafe { Box::from_raw(data.cast::<T>()) });

@@ -9,18 +9,12 @@
 /// Returns the symbolic name (`"ENOENT"`) and Node's message for a positive
 /// Linux errno, or `None` for a number Linux does not define.
 pub fn lookup(errno: i32) -> Option<(&'static str, &'static str)> {
-    TABLE
-        .binary_search_by_key(&errno, |&(n, _, _)| n)
-        .ok()
-        .map(|i| (TABLE[i].1, TABLE[i].2))
+    TABLE.binary_search_by_key(&errno, |&(n, _, _)| n).ok().map(|i| (TABLE[i].1, TABLE[i].2))
 }
 
 /// Looks an errno up by its symbolic name (`"ENOENT"` → 2).
 pub fn by_name(name: &str) -> Option<i32> {
-    TABLE
-        .iter()
-        .find(|&&(_, n, _)| n == name)
-        .map(|&(e, _, _)| e)
+    TABLE.iter().find(|&&(_, n, _)| n == name).map(|&(e, _, _)| e)
 }
 
 pub const EPERM: i32 = 1;
@@ -183,14 +177,8 @@ mod tests {
 
     #[test]
     fn node_messages() {
-        assert_eq!(
-            lookup(ENOENT),
-            Some(("ENOENT", "no such file or directory"))
-        );
-        assert_eq!(
-            lookup(EWOULDBLOCK),
-            Some(("EAGAIN", "resource temporarily unavailable"))
-        );
+        assert_eq!(lookup(ENOENT), Some(("ENOENT", "no such file or directory")));
+        assert_eq!(lookup(EWOULDBLOCK), Some(("EAGAIN", "resource temporarily unavailable")));
         assert_eq!(lookup(ENODATA), Some(("ENODATA", "no data available")));
         assert_eq!(lookup(0), None);
         assert_eq!(lookup(4095), None);

@@ -90,13 +90,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     fn with_kind(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error {
-            inner: Box::new(Inner {
-                kind,
-                message: message.into(),
-                code: None,
-                props: Vec::new(),
-                pending: false,
-            }),
+            inner: Box::new(Inner { kind, message: message.into(), code: None, props: Vec::new(), pending: false }),
         }
     }
 
@@ -151,10 +145,7 @@ impl Error {
     pub fn os_with_dest(errno: i32, syscall: &str, path: Option<&str>, dest: Option<&str>) -> Self {
         let (code, description) = match errno::lookup(errno) {
             Some((code, description)) => (Cow::Borrowed(code), Cow::Borrowed(description)),
-            None => (
-                Cow::Borrowed("UNKNOWN"),
-                Cow::Owned(format!("unknown system error -{errno}")),
-            ),
+            None => (Cow::Borrowed("UNKNOWN"), Cow::Owned(format!("unknown system error -{errno}"))),
         };
         let mut message = format!("{code}: {description}, {syscall}");
         if let Some(p) = path {
@@ -163,10 +154,7 @@ impl Error {
         if let Some(d) = dest {
             message.push_str(&format!(" -> '{d}'"));
         }
-        let mut e = Self::new(message)
-            .with_code(code)
-            .with_prop("errno", -errno)
-            .with_prop("syscall", syscall);
+        let mut e = Self::new(message).with_code(code).with_prop("errno", -errno).with_prop("syscall", syscall);
         if let Some(p) = path {
             e = e.with_prop("path", p);
         }
@@ -187,45 +175,26 @@ impl Error {
 
     /// The error for argument `name` that failed to convert, in Node's words.
     pub fn invalid_arg(name: &str, invalid: Invalid, received: &Received) -> Self {
-        Self::invalid(
-            &format!("\"{name}\" argument"),
-            &format!("argument '{name}'"),
-            name,
-            invalid,
-            received,
-        )
+        Self::invalid(&format!("\"{name}\" argument"), &format!("argument '{name}'"), name, invalid, received)
     }
 
     /// The error for property `name` (e.g. `"options.flags"`) that failed to convert.
     pub fn invalid_property(name: &str, invalid: Invalid, received: &Received) -> Self {
-        Self::invalid(
-            &format!("\"{name}\" property"),
-            &format!("property '{name}'"),
-            name,
-            invalid,
-            received,
-        )
+        Self::invalid(&format!("\"{name}\" property"), &format!("property '{name}'"), name, invalid, received)
     }
 
-    fn invalid(
-        quoted: &str,
-        plain: &str,
-        name: &str,
-        invalid: Invalid,
-        received: &Received,
-    ) -> Self {
+    fn invalid(quoted: &str, plain: &str, name: &str, invalid: Invalid, received: &Received) -> Self {
         match invalid {
-            Invalid::Type(expected) => {
-                Self::type_error(format!("The {quoted} must be {expected}. {received}"))
-                    .with_code("ERR_INVALID_ARG_TYPE")
-            }
+            Invalid::Type(expected) => Self::type_error(format!("The {quoted} must be {expected}. {received}"))
+                .with_code("ERR_INVALID_ARG_TYPE"),
             Invalid::Range(constraint) => Self::range_error(format!(
                 "The value of \"{name}\" is out of range. It must be {constraint}. Received {}",
                 received.plain()
             ))
             .with_code("ERR_OUT_OF_RANGE"),
-            Invalid::Value(reason) => Self::type_error(format!("The {plain} {reason}. {received}"))
-                .with_code("ERR_INVALID_ARG_VALUE"),
+            Invalid::Value(reason) => {
+                Self::type_error(format!("The {plain} {reason}. {received}")).with_code("ERR_INVALID_ARG_VALUE")
+            }
             Invalid::Error(e) => e,
         }
     }
@@ -412,15 +381,9 @@ mod tests {
             ]
         );
         let e = Error::os_with_dest(18, "rename", Some("a"), Some("b"));
-        assert_eq!(
-            e.message(),
-            "EXDEV: cross-device link not permitted, rename 'a' -> 'b'"
-        );
+        assert_eq!(e.message(), "EXDEV: cross-device link not permitted, rename 'a' -> 'b'");
         let e = Error::os(errno::EWOULDBLOCK, "flock", None);
-        assert_eq!(
-            e.message(),
-            "EAGAIN: resource temporarily unavailable, flock"
-        );
+        assert_eq!(e.message(), "EAGAIN: resource temporarily unavailable, flock");
         let e = Error::os(4000, "x", None);
         assert_eq!(e.code(), Some("UNKNOWN"));
         assert_eq!(e.message(), "UNKNOWN: unknown system error -4000, x");
@@ -437,23 +400,12 @@ mod tests {
 
     #[test]
     fn invalid_arg_messages_like_node() {
-        let e = Error::invalid_arg(
-            "path",
-            Invalid::Type("of type string".into()),
-            &Received::Number(5.0),
-        );
+        let e = Error::invalid_arg("path", Invalid::Type("of type string".into()), &Received::Number(5.0));
         assert_eq!(e.kind(), ErrorKind::TypeError);
         assert_eq!(e.code(), Some("ERR_INVALID_ARG_TYPE"));
-        assert_eq!(
-            e.message(),
-            "The \"path\" argument must be of type string. Received type number (5)"
-        );
+        assert_eq!(e.message(), "The \"path\" argument must be of type string. Received type number (5)");
 
-        let e = Error::invalid_arg(
-            "major",
-            Invalid::Range(">= 0 && <= 4294967295".into()),
-            &Received::Number(-1.0),
-        );
+        let e = Error::invalid_arg("major", Invalid::Range(">= 0 && <= 4294967295".into()), &Received::Number(-1.0));
         assert_eq!(e.kind(), ErrorKind::RangeError);
         assert_eq!(e.code(), Some("ERR_OUT_OF_RANGE"));
         assert_eq!(
@@ -472,41 +424,22 @@ mod tests {
             "The argument 'path' must be a string without null bytes. Received type string ('a\0b')"
         );
 
-        let e = Error::invalid_property(
-            "options.flags",
-            Invalid::Type("of type number".into()),
-            &Received::Null,
-        );
-        assert_eq!(
-            e.message(),
-            "The \"options.flags\" property must be of type number. Received null"
-        );
+        let e = Error::invalid_property("options.flags", Invalid::Type("of type number".into()), &Received::Null);
+        assert_eq!(e.message(), "The \"options.flags\" property must be of type number. Received null");
     }
 
     #[test]
     fn received_descriptions() {
         assert_eq!(Received::Undefined.to_string(), "Received undefined");
-        assert_eq!(
-            Received::Number(1.5).to_string(),
-            "Received type number (1.5)"
-        );
-        assert_eq!(
-            Received::Number(f64::NAN).to_string(),
-            "Received type number (NaN)"
-        );
+        assert_eq!(Received::Number(1.5).to_string(), "Received type number (1.5)");
+        assert_eq!(Received::Number(f64::NAN).to_string(), "Received type number (NaN)");
         assert_eq!(Received::Number(f64::NEG_INFINITY).plain(), "-Infinity");
         assert_eq!(
             Received::String("abcdefghijklmnopqrstuvwxyz0123".into()).to_string(),
             "Received type string ('abcdefghijklmnopqrstuvwxy...')"
         );
-        assert_eq!(
-            Received::Object(Some("Map".into())).to_string(),
-            "Received an instance of Map"
-        );
-        assert_eq!(
-            Received::Function("f".into()).to_string(),
-            "Received function f"
-        );
+        assert_eq!(Received::Object(Some("Map".into())).to_string(), "Received an instance of Map");
+        assert_eq!(Received::Function("f".into()).to_string(), "Received function f");
         assert_eq!(Received::BigInt("5".into()).plain(), "5n");
         assert_eq!(Received::Boolean(true).plain(), "true");
         assert_eq!(Received::Null.plain(), "null");
@@ -525,10 +458,7 @@ mod tests {
 
     #[test]
     fn props_replace_and_display() {
-        let e = Error::new("x")
-            .with_code("C")
-            .with_prop("a", 1)
-            .with_prop("a", "two");
+        let e = Error::new("x").with_code("C").with_prop("a", 1).with_prop("a", "two");
         assert_eq!(e.props(), &[("a".to_owned(), Prop::Str("two".into()))]);
         assert_eq!(e.to_string(), "Error [C]: x");
         assert_eq!(Error::type_error("t").to_string(), "TypeError: t");

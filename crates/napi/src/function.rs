@@ -44,10 +44,7 @@ where
 /// Runs a finalizer body; a panic is reported on stderr (finalizers cannot throw).
 pub(crate) fn guard_finalizer(f: impl FnOnce()) {
     if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
-        eprintln!(
-            "napi: a finalizer panicked; continuing: {}",
-            Error::panic(&*payload)
-        );
+        eprintln!("napi: a finalizer panicked; continuing: {}", Error::panic(&*payload));
     }
 }
 
@@ -74,29 +71,14 @@ impl<'e> CallContext<'e> {
         let mut this = ptr::null_mut();
         let mut data = ptr::null_mut();
         // SAFETY: `info` is this callback's (contract); `args` has room for `argc` handles; the rest are locals.
-        let status = unsafe {
-            sys::napi_get_cb_info(
-                env.raw(),
-                info,
-                &mut argc,
-                args.as_mut_ptr(),
-                &mut this,
-                &mut data,
-            )
-        };
+        let status =
+            unsafe { sys::napi_get_cb_info(env.raw(), info, &mut argc, args.as_mut_ptr(), &mut this, &mut data) };
         env.check(status)?;
         if argc > INLINE_ARGS {
             args = vec![ptr::null_mut(); argc];
             // SAFETY: as above, with room for all `argc` arguments.
             let status = unsafe {
-                sys::napi_get_cb_info(
-                    env.raw(),
-                    info,
-                    &mut argc,
-                    args.as_mut_ptr(),
-                    ptr::null_mut(),
-                    ptr::null_mut(),
-                )
+                sys::napi_get_cb_info(env.raw(), info, &mut argc, args.as_mut_ptr(), ptr::null_mut(), ptr::null_mut())
             };
             env.check(status)?;
         }
@@ -105,13 +87,7 @@ impl<'e> CallContext<'e> {
         // SAFETY: as above; `new_target` is a local out-pointer (left null for a plain call).
         let status = unsafe { sys::napi_get_new_target(env.raw(), info, &mut new_target) };
         env.check(status)?;
-        Ok(CallContext {
-            env,
-            this,
-            args,
-            new_target,
-            data,
-        })
+        Ok(CallContext { env, this, args, new_target, data })
     }
 
     pub fn env(&self) -> &'e Env {
@@ -159,10 +135,7 @@ impl<'e> CallContext<'e> {
 /// The Rust side of a JS function made by [`Env::function`].
 type Callback = dyn for<'c> Fn(&CallContext<'c>) -> Result<Value<'c>>;
 
-unsafe extern "C" fn call_function(
-    raw_env: sys::napi_env,
-    info: sys::napi_callback_info,
-) -> sys::napi_value {
+unsafe extern "C" fn call_function(raw_env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     let body = |env: &Env| -> Result<sys::napi_value> {
         // SAFETY: `info` is the info Node passed to this callback.
         let cx = unsafe { CallContext::read(env, info) }?;

@@ -45,10 +45,7 @@ pub mod threadsafe;
 
 pub use buffer::{ArrayBufferView, BufferView, Bytes, ExternalMemory};
 pub use class::{ClassBuilder, NativeClass};
-pub use convert::{
-    BigInt64, BigUint64, FromJs, Function, IntoValue, Null, Object, ToJs, Undefined,
-    MAX_SAFE_INTEGER,
-};
+pub use convert::{BigInt64, BigUint64, FromJs, Function, IntoValue, Null, Object, ToJs, Undefined, MAX_SAFE_INTEGER};
 pub use env::{Env, Value, ValueType};
 pub use error::{Error, ErrorKind, Invalid, Prop, Received, Result};
 pub use function::CallContext;
@@ -95,11 +92,7 @@ macro_rules! module {
 /// # Safety
 /// Must be called by Node as the module-registration callback, with its arguments.
 #[doc(hidden)]
-pub unsafe fn register_module(
-    env: sys::napi_env,
-    exports: sys::napi_value,
-    init: InitFn,
-) -> sys::napi_value {
+pub unsafe fn register_module(env: sys::napi_env, exports: sys::napi_value, init: InitFn) -> sys::napi_value {
     let body = move |env: &Env| -> Result<sys::napi_value> {
         // SAFETY: `exports` is the handle Node passed with this callback.
         let exports = unsafe { env.value_from_raw(exports) };

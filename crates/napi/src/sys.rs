@@ -68,18 +68,10 @@ pub const napi_tsfn_release: napi_threadsafe_function_release_mode = 0;
 pub type napi_threadsafe_function_call_mode = c_int;
 pub const napi_tsfn_nonblocking: napi_threadsafe_function_call_mode = 0;
 
-pub type napi_callback =
-    Option<unsafe extern "C" fn(env: napi_env, info: napi_callback_info) -> napi_value>;
-pub type napi_finalize =
-    Option<unsafe extern "C" fn(env: napi_env, data: *mut c_void, hint: *mut c_void)>;
-pub type napi_threadsafe_function_call_js = Option<
-    unsafe extern "C" fn(
-        env: napi_env,
-        js_callback: napi_value,
-        context: *mut c_void,
-        data: *mut c_void,
-    ),
->;
+pub type napi_callback = Option<unsafe extern "C" fn(env: napi_env, info: napi_callback_info) -> napi_value>;
+pub type napi_finalize = Option<unsafe extern "C" fn(env: napi_env, data: *mut c_void, hint: *mut c_void)>;
+pub type napi_threadsafe_function_call_js =
+    Option<unsafe extern "C" fn(env: napi_env, js_callback: napi_value, context: *mut c_void, data: *mut c_void)>;
 pub type napi_cleanup_hook = Option<unsafe extern "C" fn(arg: *mut c_void)>;
 
 #[repr(C)]
@@ -116,29 +108,16 @@ extern "C" {
     pub fn napi_get_global(env: napi_env, result: *mut napi_value) -> napi_status;
     pub fn napi_get_boolean(env: napi_env, value: bool, result: *mut napi_value) -> napi_status;
     pub fn napi_create_double(env: napi_env, value: f64, result: *mut napi_value) -> napi_status;
-    pub fn napi_create_bigint_int64(
-        env: napi_env,
-        value: i64,
-        result: *mut napi_value,
-    ) -> napi_status;
-    pub fn napi_create_bigint_uint64(
-        env: napi_env,
-        value: u64,
-        result: *mut napi_value,
-    ) -> napi_status;
+    pub fn napi_create_bigint_int64(env: napi_env, value: i64, result: *mut napi_value) -> napi_status;
+    pub fn napi_create_bigint_uint64(env: napi_env, value: u64, result: *mut napi_value) -> napi_status;
     pub fn napi_create_string_utf8(
         env: napi_env,
         str_: *const c_char,
         length: usize,
         result: *mut napi_value,
     ) -> napi_status;
-    pub fn napi_typeof(
-        env: napi_env,
-        value: napi_value,
-        result: *mut napi_valuetype,
-    ) -> napi_status;
-    pub fn napi_get_value_double(env: napi_env, value: napi_value, result: *mut f64)
-        -> napi_status;
+    pub fn napi_typeof(env: napi_env, value: napi_value, result: *mut napi_valuetype) -> napi_status;
+    pub fn napi_get_value_double(env: napi_env, value: napi_value, result: *mut f64) -> napi_status;
     pub fn napi_get_value_bool(env: napi_env, value: napi_value, result: *mut bool) -> napi_status;
     pub fn napi_get_value_string_utf8(
         env: napi_env,
@@ -159,63 +138,25 @@ extern "C" {
         result: *mut u64,
         lossless: *mut bool,
     ) -> napi_status;
-    pub fn napi_coerce_to_string(
-        env: napi_env,
-        value: napi_value,
-        result: *mut napi_value,
-    ) -> napi_status;
-    pub fn napi_strict_equals(
-        env: napi_env,
-        lhs: napi_value,
-        rhs: napi_value,
-        result: *mut bool,
-    ) -> napi_status;
+    pub fn napi_coerce_to_string(env: napi_env, value: napi_value, result: *mut napi_value) -> napi_status;
+    pub fn napi_strict_equals(env: napi_env, lhs: napi_value, rhs: napi_value, result: *mut bool) -> napi_status;
 
     // Objects and arrays.
     pub fn napi_create_object(env: napi_env, result: *mut napi_value) -> napi_status;
-    pub fn napi_create_array_with_length(
-        env: napi_env,
-        length: usize,
-        result: *mut napi_value,
-    ) -> napi_status;
-    pub fn napi_set_property(
-        env: napi_env,
-        object: napi_value,
-        key: napi_value,
-        value: napi_value,
-    ) -> napi_status;
+    pub fn napi_create_array_with_length(env: napi_env, length: usize, result: *mut napi_value) -> napi_status;
+    pub fn napi_set_property(env: napi_env, object: napi_value, key: napi_value, value: napi_value) -> napi_status;
     pub fn napi_get_property(
         env: napi_env,
         object: napi_value,
         key: napi_value,
         result: *mut napi_value,
     ) -> napi_status;
-    pub fn napi_has_property(
-        env: napi_env,
-        object: napi_value,
-        key: napi_value,
-        result: *mut bool,
-    ) -> napi_status;
-    pub fn napi_set_element(
-        env: napi_env,
-        object: napi_value,
-        index: u32,
-        value: napi_value,
-    ) -> napi_status;
-    pub fn napi_get_element(
-        env: napi_env,
-        object: napi_value,
-        index: u32,
-        result: *mut napi_value,
-    ) -> napi_status;
-    pub fn napi_get_array_length(env: napi_env, value: napi_value, result: *mut u32)
-        -> napi_status;
+    pub fn napi_has_property(env: napi_env, object: napi_value, key: napi_value, result: *mut bool) -> napi_status;
+    pub fn napi_set_element(env: napi_env, object: napi_value, index: u32, value: napi_value) -> napi_status;
+    pub fn napi_get_element(env: napi_env, object: napi_value, index: u32, result: *mut napi_value) -> napi_status;
+    pub fn napi_get_array_length(env: napi_env, value: napi_value, result: *mut u32) -> napi_status;
     pub fn napi_is_array(env: napi_env, value: napi_value, result: *mut bool) -> napi_status;
-    pub fn napi_get_property_names(
-        env: napi_env,
-        object: napi_value,
-        result: *mut napi_value,
-    ) -> napi_status;
+    pub fn napi_get_property_names(env: napi_env, object: napi_value, result: *mut napi_value) -> napi_status;
     pub fn napi_instanceof(
         env: napi_env,
         object: napi_value,
@@ -224,12 +165,7 @@ extern "C" {
     ) -> napi_status;
 
     // Errors and exceptions.
-    pub fn napi_create_error(
-        env: napi_env,
-        code: napi_value,
-        msg: napi_value,
-        result: *mut napi_value,
-    ) -> napi_status;
+    pub fn napi_create_error(env: napi_env, code: napi_value, msg: napi_value, result: *mut napi_value) -> napi_status;
     pub fn napi_create_type_error(
         env: napi_env,
         code: napi_value,
@@ -244,12 +180,8 @@ extern "C" {
     ) -> napi_status;
     pub fn napi_throw(env: napi_env, error: napi_value) -> napi_status;
     pub fn napi_is_exception_pending(env: napi_env, result: *mut bool) -> napi_status;
-    pub fn napi_get_and_clear_last_exception(env: napi_env, result: *mut napi_value)
-        -> napi_status;
-    pub fn napi_get_last_error_info(
-        env: napi_env,
-        result: *mut *const napi_extended_error_info,
-    ) -> napi_status;
+    pub fn napi_get_and_clear_last_exception(env: napi_env, result: *mut napi_value) -> napi_status;
+    pub fn napi_get_last_error_info(env: napi_env, result: *mut *const napi_extended_error_info) -> napi_status;
     pub fn napi_is_error(env: napi_env, value: napi_value, result: *mut bool) -> napi_status;
 
     // Functions and classes.
@@ -269,11 +201,7 @@ extern "C" {
         this_arg: *mut napi_value,
         data: *mut *mut c_void,
     ) -> napi_status;
-    pub fn napi_get_new_target(
-        env: napi_env,
-        cbinfo: napi_callback_info,
-        result: *mut napi_value,
-    ) -> napi_status;
+    pub fn napi_get_new_target(env: napi_env, cbinfo: napi_callback_info, result: *mut napi_value) -> napi_status;
     pub fn napi_call_function(
         env: napi_env,
         recv: napi_value,
@@ -300,16 +228,8 @@ extern "C" {
         finalize_hint: *mut c_void,
         result: *mut napi_ref,
     ) -> napi_status;
-    pub fn napi_unwrap(
-        env: napi_env,
-        js_object: napi_value,
-        result: *mut *mut c_void,
-    ) -> napi_status;
-    pub fn napi_type_tag_object(
-        env: napi_env,
-        value: napi_value,
-        type_tag: *const napi_type_tag,
-    ) -> napi_status;
+    pub fn napi_unwrap(env: napi_env, js_object: napi_value, result: *mut *mut c_void) -> napi_status;
+    pub fn napi_type_tag_object(env: napi_env, value: napi_value, type_tag: *const napi_type_tag) -> napi_status;
     pub fn napi_check_object_type_tag(
         env: napi_env,
         value: napi_value,
@@ -324,11 +244,7 @@ extern "C" {
         finalize_hint: *mut c_void,
         result: *mut napi_ref,
     ) -> napi_status;
-    pub fn napi_add_env_cleanup_hook(
-        env: napi_env,
-        fun: napi_cleanup_hook,
-        arg: *mut c_void,
-    ) -> napi_status;
+    pub fn napi_add_env_cleanup_hook(env: napi_env, fun: napi_cleanup_hook, arg: *mut c_void) -> napi_status;
 
     // References.
     pub fn napi_create_reference(
@@ -338,11 +254,7 @@ extern "C" {
         result: *mut napi_ref,
     ) -> napi_status;
     pub fn napi_delete_reference(env: napi_env, ref_: napi_ref) -> napi_status;
-    pub fn napi_get_reference_value(
-        env: napi_env,
-        ref_: napi_ref,
-        result: *mut napi_value,
-    ) -> napi_status;
+    pub fn napi_get_reference_value(env: napi_env, ref_: napi_ref, result: *mut napi_value) -> napi_status;
 
     // Handle scopes.
     pub fn napi_open_handle_scope(env: napi_env, result: *mut napi_handle_scope) -> napi_status;
@@ -396,21 +308,9 @@ extern "C" {
     ) -> napi_status;
 
     // Promises and threadsafe functions.
-    pub fn napi_create_promise(
-        env: napi_env,
-        deferred: *mut napi_deferred,
-        promise: *mut napi_value,
-    ) -> napi_status;
-    pub fn napi_resolve_deferred(
-        env: napi_env,
-        deferred: napi_deferred,
-        resolution: napi_value,
-    ) -> napi_status;
-    pub fn napi_reject_deferred(
-        env: napi_env,
-        deferred: napi_deferred,
-        rejection: napi_value,
-    ) -> napi_status;
+    pub fn napi_create_promise(env: napi_env, deferred: *mut napi_deferred, promise: *mut napi_value) -> napi_status;
+    pub fn napi_resolve_deferred(env: napi_env, deferred: napi_deferred, resolution: napi_value) -> napi_status;
+    pub fn napi_reject_deferred(env: napi_env, deferred: napi_deferred, rejection: napi_value) -> napi_status;
     pub fn napi_create_threadsafe_function(
         env: napi_env,
         func: napi_value,
@@ -434,12 +334,6 @@ extern "C" {
         func: napi_threadsafe_function,
         mode: napi_threadsafe_function_release_mode,
     ) -> napi_status;
-    pub fn napi_ref_threadsafe_function(
-        env: napi_env,
-        func: napi_threadsafe_function,
-    ) -> napi_status;
-    pub fn napi_unref_threadsafe_function(
-        env: napi_env,
-        func: napi_threadsafe_function,
-    ) -> napi_status;
+    pub fn napi_ref_threadsafe_function(env: napi_env, func: napi_threadsafe_function) -> napi_status;
+    pub fn napi_unref_threadsafe_function(env: napi_env, func: napi_threadsafe_function) -> napi_status;
 }

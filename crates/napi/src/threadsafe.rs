@@ -91,10 +91,7 @@ unsafe extern "C" fn finalize_tsfn(_env: sys::napi_env, data: *mut c_void, _hint
 impl Env {
     /// Creates a [`JsThread`] for this environment.
     pub fn js_thread(&self) -> Result<JsThread> {
-        let shared = Arc::new(Shared {
-            tsfn: Mutex::new(Handle(ptr::null_mut())),
-            env: self.raw() as usize,
-        });
+        let shared = Arc::new(Shared { tsfn: Mutex::new(Handle(ptr::null_mut())), env: self.raw() as usize });
         let name = self.string("quark-napi")?;
         let for_finalizer = Arc::into_raw(shared.clone());
         let mut tsfn = ptr::null_mut();
@@ -140,18 +137,14 @@ impl JsThread {
         let data = Box::into_raw(task);
         // SAFETY: the handle is live (not finalized: checked under the lock that the finalizer takes); Node
         // passes `data` to `call_js` exactly once, or returns an error and leaves it with us.
-        let status = unsafe {
-            sys::napi_call_threadsafe_function(handle.0, data.cast(), sys::napi_tsfn_nonblocking)
-        };
+        let status = unsafe { sys::napi_call_threadsafe_function(handle.0, data.cast(), sys::napi_tsfn_nonblocking) };
         if status != sys::napi_ok {
             // SAFETY: not queued, so still ours.
             drop(unsafe { Box::from_raw(data) });
             return Err(if status == sys::napi_closing {
                 closed()
             } else {
-                Error::new(format!(
-                    "napi_call_threadsafe_function failed with status {status}"
-                ))
+                Error::new(format!("napi_call_threadsafe_function failed with status {status}"))
             });
         }
         Ok(())
@@ -173,17 +166,12 @@ impl JsThread {
     pub fn persist(&self, value: Value<'_>) -> Result<Persistent> {
         let env = value.env();
         if env.raw() as usize != self.shared.env {
-            return Err(Error::new(
-                "JsThread::persist: the value belongs to another JavaScript environment",
-            ));
+            return Err(Error::new("JsThread::persist: the value belongs to another JavaScript environment"));
         }
         let mut raw = ptr::null_mut();
         // SAFETY: JS thread (`env` exists only there); `value` is a handle of it; `raw` is a local out-pointer.
         env.check(unsafe { sys::napi_create_reference(env.raw(), value.raw(), 1, &mut raw) })?;
-        Ok(Persistent {
-            raw: RawRef(raw),
-            thread: self.clone(),
-        })
+        Ok(Persistent { raw: RawRef(raw), thread: self.clone() })
     }
 
     /// Undoes [`JsThread::unref`].
@@ -205,9 +193,7 @@ impl Clone for JsThread {
             unsafe { sys::napi_acquire_threadsafe_function(handle.0) };
         }
         drop(handle);
-        JsThread {
-            shared: self.shared.clone(),
-        }
+        JsThread { shared: self.shared.clone() }
     }
 }
 
@@ -247,13 +233,7 @@ impl Env {
         self.check(unsafe { sys::napi_create_promise(self.raw(), &mut deferred, &mut promise) })?;
         // SAFETY: `promise` was just created in this env.
         let promise = unsafe { self.value_from_raw(promise) };
-        Ok((
-            Deferred {
-                raw: RawDeferred(deferred),
-                thread: Some(thread),
-            },
-            promise,
-        ))
+        Ok((Deferred { raw: RawDeferred(deferred), thread: Some(thread) }, promise))
     }
 
     /// Runs `work` on a new Rust thread and returns a promise of its result:
@@ -267,15 +247,12 @@ impl Env {
         let (deferred, promise) = self.promise()?;
         let slot = Arc::new(Mutex::new(Some(deferred)));
         let in_thread = slot.clone();
-        let spawned = std::thread::Builder::new()
-            .name(thread_name.to_owned())
-            .spawn(move || {
-                let result = catch_unwind(AssertUnwindSafe(work))
-                    .unwrap_or_else(|payload| Err(Error::panic(&*payload)));
-                if let Some(deferred) = in_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                    deferred.settle(result);
-                }
-            });
+        let spawned = std::thread::Builder::new().name(thread_name.to_owned()).spawn(move || {
+            let result = catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|payload| Err(Error::panic(&*payload)));
+            if let Some(deferred) = in_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                deferred.settle(result);
+            }
+        });
         if let Err(e) = spawned {
             if let Some(deferred) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
                 deferred.reject(Error::from_io(&e, "pthread_create", None));
@@ -380,9 +357,7 @@ impl Persistent {
     /// The value, as a handle of the current callback's scope.
     pub fn get<'e>(&self, env: &'e Env) -> Result<Value<'e>> {
         if env.raw() as usize != self.thread.shared.env {
-            return Err(Error::new(
-                "Persistent::get: called with another JavaScript environment",
-            ));
+            return Err(Error::new("Persistent::get: called with another JavaScript environment"));
         }
         let mut raw = ptr::null_mut();
         // SAFETY: JS thread of the reference's own environment (checked); `raw` is a local out-pointer.

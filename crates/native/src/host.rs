@@ -91,19 +91,13 @@ pub struct HostFacts {
 }
 
 pub fn host_facts(host: &dyn HostProbe) -> HostFacts {
-    let kernel = host
-        .read("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default();
+    let kernel = host.read("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_default();
     HostFacts {
         kvm: kvm_facts(host),
         cgroup: host
             .read("/proc/self/mountinfo")
             .map(|m| cgroup_facts(&m))
-            .unwrap_or(CgroupFacts {
-                version: CgroupVersion::None,
-                mountpoint: String::new(),
-            }),
+            .unwrap_or(CgroupFacts { version: CgroupVersion::None, mountpoint: String::new() }),
         overlayfs: overlayfs(host, &kernel),
         root: host.euid() == 0,
         kernel,
@@ -111,10 +105,7 @@ pub fn host_facts(host: &dyn HostProbe) -> HostFacts {
 }
 
 fn cpu_flag(cpuinfo: &str, flag: &str) -> bool {
-    cpuinfo
-        .lines()
-        .filter(|l| l.starts_with("flags"))
-        .any(|l| l.split_whitespace().any(|f| f == flag))
+    cpuinfo.lines().filter(|l| l.starts_with("flags")).any(|l| l.split_whitespace().any(|f| f == flag))
 }
 
 pub fn kvm_facts(host: &dyn HostProbe) -> KvmFacts {
@@ -138,20 +129,13 @@ pub fn kvm_facts(host: &dyn HostProbe) -> KvmFacts {
                 .to_owned(),
         )
     } else if cpu_flag(&cpuinfo, "vmx") {
-        (
-            KvmFlavour::Vmx,
-            "CPU has VMX (KVM built into the kernel)".to_owned(),
-        )
+        (KvmFlavour::Vmx, "CPU has VMX (KVM built into the kernel)".to_owned())
     } else if cpu_flag(&cpuinfo, "svm") {
-        (
-            KvmFlavour::Svm,
-            "CPU has SVM (KVM built into the kernel)".to_owned(),
-        )
+        (KvmFlavour::Svm, "CPU has SVM (KVM built into the kernel)".to_owned())
     } else {
         (
             KvmFlavour::Unknown,
-            "/dev/kvm exists but no kvm_intel, kvm_amd or kvm_pvm module and no vmx/svm CPU flag"
-                .to_owned(),
+            "/dev/kvm exists but no kvm_intel, kvm_amd or kvm_pvm module and no vmx/svm CPU flag".to_owned(),
         )
     };
 
@@ -169,13 +153,7 @@ pub fn kvm_facts(host: &dyn HostProbe) -> KvmFacts {
                 loaded.join(", ")
             )
         };
-        return KvmFacts {
-            present,
-            accessible: false,
-            flavour,
-            api_version: None,
-            detail,
-        };
+        return KvmFacts { present, accessible: false, flavour, api_version: None, detail };
     }
 
     match host.kvm_api_version() {
@@ -246,41 +224,25 @@ pub fn cgroup_facts(mountinfo: &str) -> CgroupFacts {
         None => p.to_owned(),
     };
     match (v1.first(), v2.is_empty()) {
-        (Some(first), false) => CgroupFacts {
-            version: CgroupVersion::Hybrid,
-            mountpoint: parent(first),
-        },
-        (Some(first), true) => CgroupFacts {
-            version: CgroupVersion::V1,
-            mountpoint: parent(first),
-        },
+        (Some(first), false) => CgroupFacts { version: CgroupVersion::Hybrid, mountpoint: parent(first) },
+        (Some(first), true) => CgroupFacts { version: CgroupVersion::V1, mountpoint: parent(first) },
         (None, false) => CgroupFacts {
             version: CgroupVersion::V2,
-            mountpoint: v2
-                .iter()
-                .find(|m| *m == "/sys/fs/cgroup")
-                .unwrap_or(&v2[0])
-                .clone(),
+            mountpoint: v2.iter().find(|m| *m == "/sys/fs/cgroup").unwrap_or(&v2[0]).clone(),
         },
-        (None, true) => CgroupFacts {
-            version: CgroupVersion::None,
-            mountpoint: String::new(),
-        },
+        (None, true) => CgroupFacts { version: CgroupVersion::None, mountpoint: String::new() },
     }
 }
 
 fn overlayfs(host: &dyn HostProbe, kernel: &str) -> bool {
-    let listed = host.read("/proc/filesystems").is_some_and(|f| {
-        f.lines()
-            .any(|l| l.split_whitespace().last() == Some("overlay"))
-    });
+    let listed = host
+        .read("/proc/filesystems")
+        .is_some_and(|f| f.lines().any(|l| l.split_whitespace().last() == Some("overlay")));
     listed
         || host.exists("/sys/module/overlay")
-        || ["", ".xz", ".zst", ".gz"].iter().any(|ext| {
-            host.exists(&format!(
-                "/lib/modules/{kernel}/kernel/fs/overlayfs/overlay.ko{ext}"
-            ))
-        })
+        || ["", ".xz", ".zst", ".gz"]
+            .iter()
+            .any(|ext| host.exists(&format!("/lib/modules/{kernel}/kernel/fs/overlayfs/overlay.ko{ext}")))
 }
 
 #[cfg(test)]
@@ -315,36 +277,22 @@ mod tests {
     }
 
     fn host(paths: &[&'static str], kvm: Option<Result<i32, i32>>) -> Fake {
-        Fake {
-            paths: paths.to_vec(),
-            kvm,
-            ..Fake::default()
-        }
+        Fake { paths: paths.to_vec(), kvm, ..Fake::default() }
     }
 
     #[test]
     fn pvm_host() {
-        let h = host(
-            &["/dev/kvm", "/sys/module/kvm", "/sys/module/kvm_pvm"],
-            Some(Ok(12)),
-        );
+        let h = host(&["/dev/kvm", "/sys/module/kvm", "/sys/module/kvm_pvm"], Some(Ok(12)));
         let k = kvm_facts(&h);
         assert_eq!(k.flavour, KvmFlavour::Pvm);
         assert!(k.present && k.accessible);
         assert_eq!(k.api_version, Some(12));
-        assert!(
-            k.detail.contains("compat mode") && k.detail.contains("API version 12"),
-            "{}",
-            k.detail
-        );
+        assert!(k.detail.contains("compat mode") && k.detail.contains("API version 12"), "{}", k.detail);
     }
 
     #[test]
     fn vmx_and_svm_win_over_pvm() {
-        let h = host(
-            &["/dev/kvm", "/sys/module/kvm_pvm", "/sys/module/kvm_intel"],
-            Some(Ok(12)),
-        );
+        let h = host(&["/dev/kvm", "/sys/module/kvm_pvm", "/sys/module/kvm_intel"], Some(Ok(12)));
         assert_eq!(kvm_facts(&h).flavour, KvmFlavour::Vmx);
         let h = host(&["/dev/kvm", "/sys/module/kvm_amd"], Some(Ok(12)));
         assert_eq!(kvm_facts(&h).flavour, KvmFlavour::Svm);
@@ -353,13 +301,9 @@ mod tests {
     #[test]
     fn built_in_kvm_falls_back_to_cpu_flags() {
         let mut h = host(&["/dev/kvm"], Some(Ok(12)));
-        h.files.insert(
-            "/proc/cpuinfo",
-            "processor\t: 0\nflags\t\t: fpu svm lm\n".into(),
-        );
+        h.files.insert("/proc/cpuinfo", "processor\t: 0\nflags\t\t: fpu svm lm\n".into());
         assert_eq!(kvm_facts(&h).flavour, KvmFlavour::Svm);
-        h.files
-            .insert("/proc/cpuinfo", "flags\t\t: fpu lm hypervisor\n".into());
+        h.files.insert("/proc/cpuinfo", "flags\t\t: fpu lm hypervisor\n".into());
         assert_eq!(kvm_facts(&h).flavour, KvmFlavour::Unknown);
     }
 
@@ -377,11 +321,7 @@ mod tests {
         let k = kvm_facts(&host(&["/dev/kvm", "/sys/module/kvm_intel"], Some(Err(13))));
         assert_eq!(k.flavour, KvmFlavour::Vmx);
         assert!(k.present && !k.accessible && k.api_version.is_none());
-        assert!(
-            k.detail.contains("EACCES (permission denied)"),
-            "{}",
-            k.detail
-        );
+        assert!(k.detail.contains("EACCES (permission denied)"), "{}", k.detail);
     }
 
     const HYBRID: &str = "\
@@ -396,26 +336,13 @@ mod tests {
     fn cgroup_layouts() {
         assert_eq!(
             cgroup_facts(HYBRID),
-            CgroupFacts {
-                version: CgroupVersion::Hybrid,
-                mountpoint: "/sys/fs/cgroup".into()
-            }
+            CgroupFacts { version: CgroupVersion::Hybrid, mountpoint: "/sys/fs/cgroup".into() }
         );
-        let v1: String = HYBRID
-            .lines()
-            .filter(|l| !l.contains("cgroup2"))
-            .map(|l| format!("{l}\n"))
-            .collect();
+        let v1: String = HYBRID.lines().filter(|l| !l.contains("cgroup2")).map(|l| format!("{l}\n")).collect();
         assert_eq!(cgroup_facts(&v1).version, CgroupVersion::V1);
         assert_eq!(cgroup_facts(&v1).mountpoint, "/sys/fs/cgroup");
         let v2 = "25 20 0:22 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
-        assert_eq!(
-            cgroup_facts(v2),
-            CgroupFacts {
-                version: CgroupVersion::V2,
-                mountpoint: "/sys/fs/cgroup".into()
-            }
-        );
+        assert_eq!(cgroup_facts(v2), CgroupFacts { version: CgroupVersion::V2, mountpoint: "/sys/fs/cgroup".into() });
         let none = "22 1 8:1 / / rw - ext4 /dev/vda rw\n";
         assert_eq!(cgroup_facts(none).version, CgroupVersion::None);
         let spaced = "25 20 0:22 / /mnt/my\\040cg rw - cgroup2 cgroup2 rw\n";
@@ -425,30 +352,19 @@ mod tests {
     #[test]
     fn overlayfs_sources() {
         let mut h = host(&[], None);
-        h.files.insert(
-            "/proc/filesystems",
-            "nodev\tsysfs\nnodev\toverlay\n\text4\n".into(),
-        );
+        h.files.insert("/proc/filesystems", "nodev\tsysfs\nnodev\toverlay\n\text4\n".into());
         assert!(overlayfs(&h, "6.1.0"));
-        let h = host(
-            &["/lib/modules/6.1.0/kernel/fs/overlayfs/overlay.ko.xz"],
-            None,
-        );
+        let h = host(&["/lib/modules/6.1.0/kernel/fs/overlayfs/overlay.ko.xz"], None);
         assert!(overlayfs(&h, "6.1.0"));
         let mut h = host(&[], None);
-        h.files
-            .insert("/proc/filesystems", "nodev\toverlayish\n".into());
+        h.files.insert("/proc/filesystems", "nodev\toverlayish\n".into());
         assert!(!overlayfs(&h, "6.1.0"));
     }
 
     #[test]
     fn whole_facts() {
-        let mut h = host(
-            &["/dev/kvm", "/sys/module/kvm_pvm", "/sys/module/overlay"],
-            Some(Ok(12)),
-        );
-        h.files
-            .insert("/proc/sys/kernel/osrelease", "6.18.44-fc\n".into());
+        let mut h = host(&["/dev/kvm", "/sys/module/kvm_pvm", "/sys/module/overlay"], Some(Ok(12)));
+        h.files.insert("/proc/sys/kernel/osrelease", "6.18.44-fc\n".into());
         h.files.insert("/proc/self/mountinfo", HYBRID.into());
         let f = host_facts(&h);
         assert_eq!(f.kernel, "6.18.44-fc");

@@ -10,10 +10,7 @@
 use std::borrow::Cow;
 use std::ffi::CString;
 
-use napi::{
-    BufferView, Bytes, CallContext, Env, Error, FromJs, Invalid, Result, ToJs, Value,
-    MAX_SAFE_INTEGER,
-};
+use napi::{BufferView, Bytes, CallContext, Env, Error, FromJs, Invalid, Result, ToJs, Value, MAX_SAFE_INTEGER};
 
 mod host;
 mod sys;
@@ -63,9 +60,7 @@ impl<'e> FromJs<'e> for LockOp {
             "shared" => Ok(LockOp::Shared),
             "exclusive" => Ok(LockOp::Exclusive),
             "unlock" => Ok(LockOp::Unlock),
-            _ => Err(Invalid::Value(Cow::Borrowed(
-                "must be one of 'shared', 'exclusive' or 'unlock'",
-            ))),
+            _ => Err(Invalid::Value(Cow::Borrowed("must be one of 'shared', 'exclusive' or 'unlock'"))),
         }
     }
 }
@@ -121,8 +116,7 @@ fn lsetxattr<'c>(cx: &CallContext<'c>) -> Result<Value<'c>> {
     let name: CString = cx.arg(1, "name")?;
     let value: BufferView = cx.arg(2, "value")?;
     let flags: Option<i32> = cx.arg(3, "flags")?;
-    sys::lsetxattr(&path, &name, value.as_slice(), flags.unwrap_or(0))
-        .map_err(|e| os_error(&e, "lsetxattr", &path))?;
+    sys::lsetxattr(&path, &name, value.as_slice(), flags.unwrap_or(0)).map_err(|e| os_error(&e, "lsetxattr", &path))?;
     cx.ret(())
 }
 
@@ -136,11 +130,8 @@ fn lgetxattr<'c>(cx: &CallContext<'c>) -> Result<Value<'c>> {
 fn llistxattr<'c>(cx: &CallContext<'c>) -> Result<Value<'c>> {
     let path: CString = cx.arg(0, "path")?;
     let raw = sys::llistxattr(&path).map_err(|e| os_error(&e, "llistxattr", &path))?;
-    let names: Vec<String> = raw
-        .split(|&b| b == 0)
-        .filter(|n| !n.is_empty())
-        .map(|n| String::from_utf8_lossy(n).into_owned())
-        .collect();
+    let names: Vec<String> =
+        raw.split(|&b| b == 0).filter(|n| !n.is_empty()).map(|n| String::from_utf8_lossy(n).into_owned()).collect();
     cx.ret(names)
 }
 
@@ -152,9 +143,7 @@ fn flock<'c>(cx: &CallContext<'c>) -> Result<Value<'c>> {
     loop {
         match sys::flock(fd, flags) {
             Ok(()) => return cx.ret(true),
-            Err(e) if non_blocking && e.raw_os_error() == Some(sys::EWOULDBLOCK) => {
-                return cx.ret(false)
-            }
+            Err(e) if non_blocking && e.raw_os_error() == Some(sys::EWOULDBLOCK) => return cx.ret(false),
             Err(e) if e.raw_os_error() == Some(sys::EINTR) => continue,
             Err(e) => return Err(Error::from_io(&e, "flock", None)),
         }
@@ -186,14 +175,8 @@ fn mount<'c>(cx: &CallContext<'c>) -> Result<Value<'c>> {
     let fstype: Option<CString> = cx.arg(2, "fstype")?;
     let flags: u64 = cx.arg(3, "flags")?;
     let data: Option<CString> = cx.arg(4, "data")?;
-    sys::mount(
-        source.as_deref(),
-        &target,
-        fstype.as_deref(),
-        flags,
-        data.as_deref(),
-    )
-    .map_err(|e| os_error(&e, "mount", &target))?;
+    sys::mount(source.as_deref(), &target, fstype.as_deref(), flags, data.as_deref())
+        .map_err(|e| os_error(&e, "mount", &target))?;
     cx.ret(())
 }
 

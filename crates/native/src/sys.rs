@@ -22,12 +22,7 @@ mod ffi {
             size: usize,
             flags: c_int,
         ) -> c_int;
-        pub fn lgetxattr(
-            path: *const c_char,
-            name: *const c_char,
-            value: *mut c_void,
-            size: usize,
-        ) -> isize;
+        pub fn lgetxattr(path: *const c_char, name: *const c_char, value: *mut c_void, size: usize) -> isize;
         pub fn llistxattr(path: *const c_char, list: *mut c_char, size: usize) -> isize;
         pub fn flock(fd: c_int, operation: c_int) -> c_int;
         pub fn mount(
@@ -75,19 +70,8 @@ pub fn mknod(path: &CStr, mode: u32, dev: u64) -> io::Result<()> {
 
 pub fn lsetxattr(path: &CStr, name: &CStr, value: &[u8], flags: i32) -> io::Result<()> {
     // SAFETY: NUL-terminated strings and a slice of exactly `value.len()` readable bytes, all outliving the call.
-    check(
-        unsafe {
-            ffi::lsetxattr(
-                path.as_ptr(),
-                name.as_ptr(),
-                value.as_ptr().cast(),
-                value.len(),
-                flags,
-            )
-        }
-        .into(),
-    )
-    .map(drop)
+    check(unsafe { ffi::lsetxattr(path.as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), flags) }.into())
+        .map(drop)
 }
 
 /// `None` when the attribute does not exist (`ENODATA`).
@@ -102,14 +86,7 @@ pub fn lgetxattr(path: &CStr, name: &CStr) -> io::Result<Option<Vec<u8>>> {
         };
         let mut buf = vec![0u8; size];
         // SAFETY: `buf` has `buf.len()` writable bytes; the kernel writes at most that many.
-        let got = unsafe {
-            ffi::lgetxattr(
-                path.as_ptr(),
-                name.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
+        let got = unsafe { ffi::lgetxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
         match check(got as c_long) {
             Ok(n) => {
                 buf.truncate(n as usize);
@@ -184,10 +161,7 @@ pub fn geteuid() -> u32 {
 
 /// Opens `path` read-write and asks for `KVM_GET_API_VERSION`.
 pub fn kvm_api_version(path: &str) -> io::Result<i32> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)?;
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
     // SAFETY: `file` is an open descriptor for the call's duration; this ioctl takes no argument.
     let version = check(unsafe { ffi::ioctl(file.as_raw_fd(), KVM_GET_API_VERSION) }.into())?;
     Ok(version as i32)
@@ -196,10 +170,7 @@ pub fn kvm_api_version(path: &str) -> io::Result<i32> {
 /// glibc's `gnu_dev_makedev`.
 pub fn makedev(major: u32, minor: u32) -> u64 {
     let (major, minor) = (u64::from(major), u64::from(minor));
-    ((major & 0xffff_f000) << 32)
-        | ((major & 0x0000_0fff) << 8)
-        | ((minor & 0xffff_ff00) << 12)
-        | (minor & 0x0000_00ff)
+    ((major & 0xffff_f000) << 32) | ((major & 0x0000_0fff) << 8) | ((minor & 0xffff_ff00) << 12) | (minor & 0x0000_00ff)
 }
 
 #[cfg(test)]
