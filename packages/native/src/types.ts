@@ -108,7 +108,10 @@ export interface NativeAddon {
    * `flockAsync`.
    */
   flock(fd: number, op: LockOp, nonBlocking: boolean): boolean;
-  /** A blocking flock(2) taken on a Rust thread; resolves when the lock is held. */
+  /**
+   * A blocking flock(2) taken on a Rust thread; resolves when the lock is held (the pending promise keeps the
+   * event loop alive). Keep `fd` open until the promise settles.
+   */
   flockAsync(fd: number, op: 'shared' | 'exclusive'): Promise<void>;
   /** mount(2). `null` source/fstype/data pass NULL (e.g. for `MS_BIND` or propagation changes). */
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;

@@ -2,7 +2,7 @@
 // undeclared is exported. The declared list is read from the TypeScript source with the compiler API, so this
 // test follows the types file instead of repeating it.
 import test from 'ava';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -104,7 +104,9 @@ test('a missing addon fails with a clear error naming the file and the fix', (t)
 });
 
 test('a file that is not an addon fails with a clear error', (t) => {
-  const path = join(mkdtempSync(join(tmpdir(), 'quark-native-')), 'quark-native.linux-x64-gnu.node');
+  const dir = mkdtempSync(join(tmpdir(), 'quark-native-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'quark-native.linux-x64-gnu.node');
   writeFileSync(path, 'not an ELF shared object');
   const e = t.throws(() => loadAddon(path), { instanceOf: AddonLoadError });
   t.true(e?.message.startsWith(`@quark/native: cannot load the native addon ${path}: `), e?.message);
