@@ -49,7 +49,9 @@ for (const rel of findFiles('crates', /\.pml$/)) {
   rmSync(dir, { recursive: true, force: true });
   const verdict = errors < 0 ? 'error' : errors === 0 ? 'pass' : 'fail';
   const ok = verdict === expect;
-  console.log(`${ok ? 'ok  ' : 'FAIL'} ${rel}: spin says ${verdict}${errors > 0 ? ` (${errors} errors)` : ''}, expected ${expect}`);
+  console.log(
+    `${ok ? 'ok  ' : 'FAIL'} ${rel}: spin says ${verdict}${errors > 0 ? ` (${errors} errors)` : ''}, expected ${expect}`,
+  );
   if (!ok) {
     failed++;
     console.log(out.split('\n').slice(0, 40).join('\n'));

@@ -19,7 +19,7 @@ fn panic(info: &PanicInfo) -> ! {
     if let Some(loc) = info.location() {
         msg.push_str(" at ").push_str(loc.file()).push_str(":").push_u64(loc.line() as u64);
     }
-    report(msg.as_bytes(), return_address(), cpu::stack_pointer())
+    report(msg.as_bytes(), cpu::instruction_pointer(), cpu::stack_pointer())
 }
 
 /// Sends a panic report for a fault or assertion and stops this vCPU.
@@ -33,12 +33,4 @@ pub fn report(msg: &[u8], rip: u64, rsp: u64) -> ! {
     p.args[3] = 0;
     crate::hcall::call(Call::Panic);
     cpu::halt_forever()
-}
-
-#[inline(always)]
-fn return_address() -> u64 {
-    // The panic handler is reached through core's panicking functions; the
-    // host's stack scan finds the caller, so RIP is this function's own
-    // address, identifying the report as an assertion rather than a fault.
-    return_address as *const () as u64
 }

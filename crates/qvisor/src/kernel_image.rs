@@ -82,7 +82,10 @@ impl KernelImage {
         let mut symbols: Vec<(u64, u64, String)> = elf
             .symbols()
             .map_err(|x| e(x.message()))?
-            .filter(|s| s.kind == qlib::elf::STT_FUNC && s.value >= KERNEL_VIRT_BASE)
+            // Functions, and the assembly entry labels (untyped, size 0).
+            .filter(|s| {
+                (s.kind == qlib::elf::STT_FUNC || s.kind == 0) && s.value >= KERNEL_VIRT_BASE && !s.name.is_empty()
+            })
             .map(|s| (s.value, s.size, String::from_utf8_lossy(s.name).into_owned()))
             .collect();
         symbols.sort();
@@ -96,9 +99,13 @@ impl KernelImage {
 
     /// Names the function containing `addr` ("name+0x12"), if any.
     pub fn symbolize(&self, addr: u64) -> Option<String> {
+        if !self.is_text(addr) {
+            return None;
+        }
         let i = self.symbols.partition_point(|s| s.0 <= addr);
         let (start, size, name) = self.symbols.get(i.checked_sub(1)?)?;
-        if addr >= start + (*size).max(1) {
+        // Untyped assembly labels have no size: they extend to the next symbol.
+        if *size != 0 && addr >= start + size {
             return None;
         }
         Some(format!("{}+{:#x}", demangle(name), addr - start))

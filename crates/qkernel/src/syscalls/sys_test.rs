@@ -23,6 +23,8 @@ pub mod op {
     pub const BAD_HCALL: u64 = 3;
     /// Make a NOP VMM call (measures the round trip).
     pub const NOP_HCALL: u64 = 4;
+    /// Ask the VMM to make a host system call its seccomp filter forbids.
+    pub const FORBIDDEN_HOST_SYSCALL: u64 = 5;
 }
 
 pub fn quark_test(f: &mut TrapFrame) -> SysResult {
@@ -39,6 +41,10 @@ pub fn quark_test(f: &mut TrapFrame) -> SysResult {
             crate::hcall::write_stdio(1, core::slice::from_ref(&bogus))
         }
         op::NOP_HCALL => Ok(crate::hcall::call(Call::Nop) as u64),
+        op::FORBIDDEN_HOST_SYSCALL => {
+            crate::hcall::page().args[0] = qlib::hcall::test_op::FORBIDDEN_SYSCALL;
+            crate::hcall::call_result(Call::Test)
+        }
         _ => Err(Errno::EINVAL),
     }
 }

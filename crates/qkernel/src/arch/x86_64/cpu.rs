@@ -160,9 +160,17 @@ pub fn halt_forever() -> ! {
     }
 }
 
-/// The return address of the caller's caller is not tracked (no frame
-/// pointers); the current stack pointer lets the host scan for return
-/// addresses in panic reports instead.
+/// The current instruction pointer (for panic reports).
+#[inline(always)]
+pub fn instruction_pointer() -> u64 {
+    let v: u64;
+    // SAFETY: reads RIP only.
+    unsafe { asm!("lea {}, [rip]", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// The current stack pointer. The kernel keeps no frame pointers; the host
+/// scans the stack from here for return addresses in panic reports.
 #[inline(always)]
 pub fn stack_pointer() -> u64 {
     let v: u64;
