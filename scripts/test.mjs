@@ -43,6 +43,7 @@ const groups = [
     'lint',
     () => {
       let ok = run('npx', ['eslint', '--max-warnings=0', '.']);
+      ok = run('node', ['scripts/gen-syscalls-doc.mjs', '--check']) && ok;
       ok = run('npx', ['prettier', '--check', '--log-level=warn', '.']) && ok;
       ok = run('cargo', ['fmt', '--all', '--check']) && ok;
       ok =

@@ -2,7 +2,6 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { HostFacts } from '@quark/native';
-import { hostFacts } from '@quark/native';
 import type { Argv, CommandModule } from 'yargs';
 import { findSandboxBinary } from '../sandbox.js';
 
@@ -53,6 +52,8 @@ export async function guestCheck(binary: string): Promise<GuestCheck> {
 
 /** Gathers the facts and decides. */
 export async function checkHost(): Promise<CheckReport> {
+  // Loaded here, not at start-up: `quark run` does not need the addon.
+  const { hostFacts } = await import('@quark/native');
   const host = hostFacts();
   const problems: string[] = [];
   if (!host.kvm.present) problems.push('/dev/kvm is missing: enable KVM (load kvm_intel or kvm_amd, or kvm_pvm)');
