@@ -42,12 +42,7 @@ pub(crate) struct ConsumerEnd<'a> {
     pub tail: u32,
 }
 
-fn attach(
-    region: &Region,
-    offset: usize,
-    kind: Kind,
-    slot_size: usize,
-) -> Result<(&Control, Geometry)> {
+fn attach(region: &Region, offset: usize, kind: Kind, slot_size: usize) -> Result<(&Control, Geometry)> {
     let ctl = region.control(offset)?;
     let geo = Geometry::read_header(ctl, offset, region.len(), kind, slot_size, 0)?;
     Ok((ctl, geo))
@@ -58,11 +53,7 @@ pub(crate) fn init(region: &Region, offset: usize, geo: Geometry) -> Result<()> 
     let ctl = region.control(offset)?;
     let fits = matches!(offset.checked_add(geo.total_size), Some(end) if end <= region.len());
     if !fits {
-        return Err(Error::OutOfBounds {
-            offset,
-            size: geo.total_size,
-            region_len: region.len(),
-        });
+        return Err(Error::OutOfBounds { offset, size: geo.total_size, region_len: region.len() });
     }
     geo.write_header(ctl);
     Ok(())
@@ -81,20 +72,8 @@ impl<'a> ProducerEnd<'a> {
         let (ctl, geo) = attach(region, offset, kind, slot_size)?;
         let tail = ctl.producer.index.load(Ordering::Relaxed);
         let head = ctl.consumer.index.load(Ordering::Acquire);
-        check_used(
-            &geo,
-            tail,
-            head,
-            "producer and consumer indices more than the capacity apart",
-            tail,
-        )?;
-        Ok(ProducerEnd {
-            region,
-            ctl,
-            geo,
-            tail,
-            head,
-        })
+        check_used(&geo, tail, head, "producer and consumer indices more than the capacity apart", tail)?;
+        Ok(ProducerEnd { region, ctl, geo, tail, head })
     }
 
     /// Free slots according to the cache (no shared access).
@@ -107,13 +86,7 @@ impl<'a> ProducerEnd<'a> {
     #[inline]
     pub fn refresh(&mut self) -> Result<u32> {
         let head = self.ctl.consumer.index.load(Ordering::Acquire);
-        let used = check_used(
-            &self.geo,
-            self.tail,
-            head,
-            "consumer index (head) out of range",
-            head,
-        )?;
+        let used = check_used(&self.geo, self.tail, head, "consumer index (head) out of range", head)?;
         self.head = head;
         Ok(self.geo.capacity - used)
     }
@@ -174,20 +147,8 @@ impl<'a> ConsumerEnd<'a> {
         let (ctl, geo) = attach(region, offset, kind, slot_size)?;
         let head = ctl.consumer.index.load(Ordering::Relaxed);
         let tail = ctl.producer.index.load(Ordering::Acquire);
-        check_used(
-            &geo,
-            tail,
-            head,
-            "producer and consumer indices more than the capacity apart",
-            tail,
-        )?;
-        Ok(ConsumerEnd {
-            region,
-            ctl,
-            geo,
-            head,
-            tail,
-        })
+        check_used(&geo, tail, head, "producer and consumer indices more than the capacity apart", tail)?;
+        Ok(ConsumerEnd { region, ctl, geo, head, tail })
     }
 
     #[inline]
@@ -199,13 +160,7 @@ impl<'a> ConsumerEnd<'a> {
     #[inline]
     pub fn refresh(&mut self) -> Result<u32> {
         let tail = self.ctl.producer.index.load(Ordering::Acquire);
-        let used = check_used(
-            &self.geo,
-            tail,
-            self.head,
-            "producer index (tail) out of range",
-            tail,
-        )?;
+        let used = check_used(&self.geo, tail, self.head, "producer index (tail) out of range", tail)?;
         self.tail = tail;
         Ok(used)
     }

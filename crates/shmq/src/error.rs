@@ -9,11 +9,7 @@ use crate::layout::Kind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Error {
     /// A ring (or an access) does not fit in the shared region.
-    OutOfBounds {
-        offset: usize,
-        size: usize,
-        region_len: usize,
-    },
+    OutOfBounds { offset: usize, size: usize, region_len: usize },
     /// An offset is not aligned as the layout requires.
     Misaligned { offset: usize, align: usize },
     /// The requested capacity is not a power of two in the supported range.
@@ -66,10 +62,9 @@ impl fmt::Display for Error {
                 f,
                 "shmq: capacity {capacity} is not a power of two between 2 and 2^30; round it to a power of two"
             ),
-            Error::BadSlotSize { size } => write!(
-                f,
-                "shmq: message type of {size} bytes cannot be stored in a slot (must be 1..=65536 bytes)"
-            ),
+            Error::BadSlotSize { size } => {
+                write!(f, "shmq: message type of {size} bytes cannot be stored in a slot (must be 1..=65536 bytes)")
+            }
             Error::NotInitialized { offset } => write!(
                 f,
                 "shmq: no ring at offset {offset} (the header is zero); the creating side must call init() \

@@ -175,13 +175,7 @@ pub struct Geometry {
 impl Geometry {
     /// Computes the geometry of a ring of `capacity` slots of `slot_size` bytes,
     /// each slot preceded by `slot_prefix` bytes (the MPMC sequence number).
-    pub fn new(
-        kind: Kind,
-        capacity: u32,
-        slot_size: usize,
-        slot_prefix: usize,
-        offset: usize,
-    ) -> Result<Self> {
+    pub fn new(kind: Kind, capacity: u32, slot_size: usize, slot_prefix: usize, offset: usize) -> Result<Self> {
         if !capacity.is_power_of_two() || !(2..=MAX_CAPACITY).contains(&capacity) {
             return Err(Error::BadCapacity { capacity });
         }
@@ -189,22 +183,11 @@ impl Geometry {
             return Err(Error::BadSlotSize { size: slot_size });
         }
         if offset % CACHE_LINE != 0 {
-            return Err(Error::Misaligned {
-                offset,
-                align: CACHE_LINE,
-            });
+            return Err(Error::Misaligned { offset, align: CACHE_LINE });
         }
         // Streams pack bytes; message slots are padded to 8 bytes.
-        let stride = if kind == Kind::Stream {
-            1
-        } else {
-            (slot_prefix + slot_size + 7) & !7
-        };
-        let too_big = Error::OutOfBounds {
-            offset,
-            size: usize::MAX,
-            region_len: 0,
-        };
+        let stride = if kind == Kind::Stream { 1 } else { (slot_prefix + slot_size + 7) & !7 };
+        let too_big = Error::OutOfBounds { offset, size: usize::MAX, region_len: 0 };
         let total = (capacity as usize)
             .checked_mul(stride)
             .and_then(|d| d.checked_add(CONTROL_SIZE))
@@ -239,8 +222,7 @@ impl Geometry {
         h.capacity.store(self.capacity, Ordering::Relaxed);
         h.slot_size.store(self.slot_size, Ordering::Relaxed);
         h.stride.store(self.stride, Ordering::Relaxed);
-        h.total_size
-            .store(self.total_size as u32, Ordering::Relaxed);
+        h.total_size.store(self.total_size as u32, Ordering::Relaxed);
         h.first_index.store(self.first_index, Ordering::Relaxed);
         for w in &h._reserved {
             w.store(0, Ordering::Relaxed);
@@ -250,19 +232,10 @@ impl Geometry {
                 w.store(0, Ordering::Relaxed);
             }
         }
-        ctl.producer
-            .index
-            .store(self.first_index, Ordering::Relaxed);
-        ctl.consumer
-            .index
-            .store(self.first_index, Ordering::Relaxed);
+        ctl.producer.index.store(self.first_index, Ordering::Relaxed);
+        ctl.consumer.index.store(self.first_index, Ordering::Relaxed);
         let w = &ctl.wait;
-        for a in [
-            &w.consumer_waiting,
-            &w.producer_waiting,
-            &w.producer_closed,
-            &w.consumer_closed,
-        ] {
+        for a in [&w.consumer_waiting, &w.producer_waiting, &w.producer_closed, &w.consumer_closed] {
             a.store(0, Ordering::Relaxed);
         }
         for a in &w._pad {
@@ -289,63 +262,38 @@ impl Geometry {
             return Err(Error::NotInitialized { offset });
         }
         if magic != MAGIC {
-            return Err(Error::BadMagic {
-                offset,
-                found: magic,
-            });
+            return Err(Error::BadMagic { offset, found: magic });
         }
         let version = h.version.load(Ordering::Relaxed);
         if version != VERSION {
-            return Err(Error::VersionMismatch {
-                found: version,
-                expected: VERSION,
-            });
+            return Err(Error::VersionMismatch { found: version, expected: VERSION });
         }
         let found_kind = h.kind.load(Ordering::Relaxed);
         if found_kind != kind as u32 {
-            return Err(Error::KindMismatch {
-                found: found_kind,
-                expected: kind,
-            });
+            return Err(Error::KindMismatch { found: found_kind, expected: kind });
         }
         let found_slot = h.slot_size.load(Ordering::Relaxed);
         if found_slot as usize != slot_size {
-            return Err(Error::SlotMismatch {
-                found: found_slot,
-                expected: slot_size as u32,
-            });
+            return Err(Error::SlotMismatch { found: found_slot, expected: slot_size as u32 });
         }
         let capacity = h.capacity.load(Ordering::Relaxed);
         let mut g = match Geometry::new(kind, capacity, slot_size, slot_prefix, offset) {
             Err(Error::BadCapacity { capacity }) => {
-                return Err(Error::BadHeader {
-                    field: "capacity",
-                    value: capacity,
-                })
+                return Err(Error::BadHeader { field: "capacity", value: capacity })
             }
             other => other?,
         };
         let stride = h.stride.load(Ordering::Relaxed);
         if stride != g.stride {
-            return Err(Error::BadHeader {
-                field: "stride",
-                value: stride,
-            });
+            return Err(Error::BadHeader { field: "stride", value: stride });
         }
         let total = h.total_size.load(Ordering::Relaxed);
         if total as usize != g.total_size {
-            return Err(Error::BadHeader {
-                field: "total_size",
-                value: total,
-            });
+            return Err(Error::BadHeader { field: "total_size", value: total });
         }
         let fits = matches!(offset.checked_add(g.total_size), Some(end) if end <= region_len);
         if !fits {
-            return Err(Error::OutOfBounds {
-                offset,
-                size: g.total_size,
-                region_len,
-            });
+            return Err(Error::OutOfBounds { offset, size: g.total_size, region_len });
         }
         g.first_index = h.first_index.load(Ordering::Relaxed);
         Ok(g)
@@ -358,33 +306,12 @@ mod tests {
 
     #[test]
     fn geometry_rejects_bad_capacities_and_sizes() {
-        assert_eq!(
-            Geometry::new(Kind::Spsc, 3, 8, 0, 0),
-            Err(Error::BadCapacity { capacity: 3 })
-        );
-        assert_eq!(
-            Geometry::new(Kind::Spsc, 1, 8, 0, 0),
-            Err(Error::BadCapacity { capacity: 1 })
-        );
-        assert_eq!(
-            Geometry::new(Kind::Spsc, 1 << 31, 8, 0, 0),
-            Err(Error::BadCapacity { capacity: 1 << 31 })
-        );
-        assert_eq!(
-            Geometry::new(Kind::Spsc, 4, 0, 0, 0),
-            Err(Error::BadSlotSize { size: 0 })
-        );
-        assert_eq!(
-            Geometry::new(Kind::Spsc, 4, 8, 0, 32),
-            Err(Error::Misaligned {
-                offset: 32,
-                align: 64
-            })
-        );
-        assert!(matches!(
-            Geometry::new(Kind::Spsc, 1 << 30, 1 << 16, 0, 0),
-            Err(Error::OutOfBounds { .. })
-        ));
+        assert_eq!(Geometry::new(Kind::Spsc, 3, 8, 0, 0), Err(Error::BadCapacity { capacity: 3 }));
+        assert_eq!(Geometry::new(Kind::Spsc, 1, 8, 0, 0), Err(Error::BadCapacity { capacity: 1 }));
+        assert_eq!(Geometry::new(Kind::Spsc, 1 << 31, 8, 0, 0), Err(Error::BadCapacity { capacity: 1 << 31 }));
+        assert_eq!(Geometry::new(Kind::Spsc, 4, 0, 0, 0), Err(Error::BadSlotSize { size: 0 }));
+        assert_eq!(Geometry::new(Kind::Spsc, 4, 8, 0, 32), Err(Error::Misaligned { offset: 32, align: 64 }));
+        assert!(matches!(Geometry::new(Kind::Spsc, 1 << 30, 1 << 16, 0, 0), Err(Error::OutOfBounds { .. })));
         let g = Geometry::new(Kind::Mpmc, 8, 12, 8, 128).unwrap();
         assert_eq!((g.stride, g.data, g.total_size), (24, 384, 256 + 8 * 24));
         let s = Geometry::new(Kind::Stream, 1024, 1, 0, 0).unwrap();
@@ -395,24 +322,10 @@ mod tests {
     fn error_messages_say_what_to_do() {
         extern crate std;
         use std::string::ToString;
-        let e = Error::VersionMismatch {
-            found: 7,
-            expected: VERSION,
-        }
-        .to_string();
-        assert!(
-            e.contains("version 7") && e.contains("rebuild both sides"),
-            "{e}"
-        );
-        let e = Error::KindMismatch {
-            found: 3,
-            expected: Kind::Mpmc,
-        }
-        .to_string();
-        assert!(
-            e.contains("SPSC byte stream") && e.contains("MPMC message ring"),
-            "{e}"
-        );
+        let e = Error::VersionMismatch { found: 7, expected: VERSION }.to_string();
+        assert!(e.contains("version 7") && e.contains("rebuild both sides"), "{e}");
+        let e = Error::KindMismatch { found: 3, expected: Kind::Mpmc }.to_string();
+        assert!(e.contains("SPSC byte stream") && e.contains("MPMC message ring"), "{e}");
         let e = Error::NotInitialized { offset: 64 }.to_string();
         assert!(e.contains("init()"), "{e}");
     }

@@ -53,22 +53,13 @@ pub fn init<T: Pod>(region: &Region, offset: usize, capacity: u32) -> Result<()>
 }
 
 /// Like [`init`] with the first position at `first_index` (wraparound tests).
-pub fn init_at<T: Pod>(
-    region: &Region,
-    offset: usize,
-    capacity: u32,
-    first_index: u32,
-) -> Result<()> {
+pub fn init_at<T: Pod>(region: &Region, offset: usize, capacity: u32, first_index: u32) -> Result<()> {
     let mut g = geometry::<T>(capacity, offset)?;
     g.first_index = first_index;
     let ctl = region.control(offset)?;
     let fits = matches!(offset.checked_add(g.total_size), Some(end) if end <= region.len());
     if !fits {
-        return Err(Error::OutOfBounds {
-            offset,
-            size: g.total_size,
-            region_len: region.len(),
-        });
+        return Err(Error::OutOfBounds { offset, size: g.total_size, region_len: region.len() });
     }
     for i in 0..g.capacity {
         let pos = first_index.wrapping_add(i);
@@ -90,14 +81,7 @@ struct Shared<'a> {
 impl<'a> Shared<'a> {
     fn attach<T: Pod>(region: &'a Region, offset: usize) -> Result<Self> {
         let ctl = region.control(offset)?;
-        let geo = Geometry::read_header(
-            ctl,
-            offset,
-            region.len(),
-            Kind::Mpmc,
-            size_of::<T>(),
-            SEQ_BYTES,
-        )?;
+        let geo = Geometry::read_header(ctl, offset, region.len(), Kind::Mpmc, size_of::<T>(), SEQ_BYTES)?;
         Ok(Shared { region, ctl, geo })
     }
 
@@ -108,10 +92,7 @@ impl<'a> Shared<'a> {
     fn lag(&self, seq: u32, pos: u32) -> Result<i64> {
         let d = seq.wrapping_sub(pos) as i32 as i64;
         if d < -(self.geo.capacity as i64) {
-            return Err(Error::Corrupt {
-                what: "MPMC slot sequence number more than a lap behind",
-                value: seq,
-            });
+            return Err(Error::Corrupt { what: "MPMC slot sequence number more than a lap behind", value: seq });
         }
         Ok(d)
     }
@@ -127,12 +108,7 @@ impl<'a> Shared<'a> {
             let seq = seq_word.load(Ordering::Acquire);
             let d = self.lag(seq, pos)?;
             if d == 0 {
-                match enq.compare_exchange_weak(
-                    pos,
-                    pos.wrapping_add(1),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                ) {
+                match enq.compare_exchange_weak(pos, pos.wrapping_add(1), Ordering::Relaxed, Ordering::Relaxed) {
                     Ok(_) => {
                         self.region.write_pod(slot + SEQ_BYTES, value)?;
                         // Release: the payload is visible to the consumer that acquires seq == pos + 1.
@@ -168,12 +144,7 @@ impl<'a> Shared<'a> {
             let seq = seq_word.load(Ordering::Acquire);
             let d = self.lag(seq, pos.wrapping_add(1))?;
             if d == 0 {
-                match deq.compare_exchange_weak(
-                    pos,
-                    pos.wrapping_add(1),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                ) {
+                match deq.compare_exchange_weak(pos, pos.wrapping_add(1), Ordering::Relaxed, Ordering::Relaxed) {
                     Ok(_) => {
                         let v = self.region.read_pod::<T>(slot + SEQ_BYTES)?;
                         // Release: our read happens before the next lap's producer writes.
@@ -200,20 +171,14 @@ impl<'a> Shared<'a> {
     /// Whether the slot at the dequeue position holds a message (for sleepers' re-checks).
     fn has_message(&self) -> Result<bool> {
         let pos = self.ctl.consumer.index.load(Ordering::Relaxed);
-        let seq = self
-            .region
-            .atomic_u32(self.geo.slot_offset(pos))?
-            .load(Ordering::Acquire);
+        let seq = self.region.atomic_u32(self.geo.slot_offset(pos))?.load(Ordering::Acquire);
         Ok(self.lag(seq, pos.wrapping_add(1))? >= 0)
     }
 
     /// Whether the slot at the enqueue position is free.
     fn has_room(&self) -> Result<bool> {
         let pos = self.ctl.producer.index.load(Ordering::Relaxed);
-        let seq = self
-            .region
-            .atomic_u32(self.geo.slot_offset(pos))?
-            .load(Ordering::Acquire);
+        let seq = self.region.atomic_u32(self.geo.slot_offset(pos))?.load(Ordering::Acquire);
         Ok(self.lag(seq, pos)? >= 0)
     }
 }
@@ -260,12 +225,7 @@ impl<'a, T: Pod, W: Wake> Producer<'a, T, W> {
                 return Ok(());
             }
             let s = &self.shared;
-            wake::wait_until_counted(
-                &s.ctl.wait.producer_waiting,
-                &self.wake,
-                self.budget,
-                || s.has_room(),
-            )?;
+            wake::wait_until_counted(&s.ctl.wait.producer_waiting, &self.wake, self.budget, || s.has_room())?;
         }
     }
 }
@@ -312,12 +272,7 @@ impl<'a, T: Pod, W: Wake> Consumer<'a, T, W> {
                 return Ok(v);
             }
             let s = &self.shared;
-            wake::wait_until_counted(
-                &s.ctl.wait.consumer_waiting,
-                &self.wake,
-                self.budget,
-                || s.has_message(),
-            )?;
+            wake::wait_until_counted(&s.ctl.wait.consumer_waiting, &self.wake, self.budget, || s.has_message())?;
         }
     }
 }
@@ -387,11 +342,7 @@ mod tests {
                             // One consumer sees each producer's messages in order.
                             assert!(last[id as usize].map_or(true, |l| l < k));
                             last[id as usize] = Some(k);
-                            assert_eq!(
-                                seen[(id * PER + k) as usize].fetch_add(1, Ordering::Relaxed),
-                                0,
-                                "duplicate"
-                            );
+                            assert_eq!(seen[(id * PER + k) as usize].fetch_add(1, Ordering::Relaxed), 0, "duplicate");
                             done.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -413,16 +364,12 @@ mod tests {
         assert!(matches!(p.try_push(1), Err(Error::Corrupt { .. })));
         assert!(matches!(p.push(1), Err(Error::Corrupt { .. })));
         // seq from a lap long gone.
-        r.atomic_u32(slot0)
-            .unwrap()
-            .store(0x8000_0000, Ordering::Relaxed);
+        r.atomic_u32(slot0).unwrap().store(0x8000_0000, Ordering::Relaxed);
         assert!(matches!(c.try_pop(), Err(Error::Corrupt { .. })));
         assert!(matches!(c.pop(), Err(Error::Corrupt { .. })));
         // Garbage positions only ever select slots modulo the capacity.
         r.atomic_u32(slot0).unwrap().store(0, Ordering::Relaxed);
-        r.atomic_u32(offsets::PRODUCER_INDEX)
-            .unwrap()
-            .store(0x7fff_fff0, Ordering::Relaxed);
+        r.atomic_u32(offsets::PRODUCER_INDEX).unwrap().store(0x7fff_fff0, Ordering::Relaxed);
         assert!(matches!(p.try_push(5), Err(Error::Corrupt { .. })));
     }
 }

@@ -70,10 +70,7 @@ unsafe impl Sync for Region {}
 
 impl core::fmt::Debug for Region {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Region")
-            .field("base", &self.base)
-            .field("len", &self.len)
-            .finish()
+        f.debug_struct("Region").field("base", &self.base).field("len", &self.len).finish()
     }
 }
 
@@ -88,19 +85,12 @@ impl Region {
     /// other `Region`s, atomics and raw copies), never through Rust references
     /// that assume exclusive or immutable access.
     pub unsafe fn new(base: *mut u8, len: usize) -> Result<Region> {
-        let base = NonNull::new(base).ok_or(Error::InvalidArgument(
-            "the shared region's base address is null",
-        ))?;
+        let base = NonNull::new(base).ok_or(Error::InvalidArgument("the shared region's base address is null"))?;
         if base.as_ptr() as usize % CACHE_LINE != 0 {
-            return Err(Error::Misaligned {
-                offset: base.as_ptr() as usize,
-                align: CACHE_LINE,
-            });
+            return Err(Error::Misaligned { offset: base.as_ptr() as usize, align: CACHE_LINE });
         }
         if len > isize::MAX as usize {
-            return Err(Error::InvalidArgument(
-                "the shared region is larger than isize::MAX bytes",
-            ));
+            return Err(Error::InvalidArgument("the shared region is larger than isize::MAX bytes"));
         }
         Ok(Region { base, len })
     }
@@ -121,13 +111,7 @@ impl Region {
     fn check(&self, offset: usize, size: usize, align: usize) -> Result<*mut u8> {
         match offset.checked_add(size) {
             Some(end) if end <= self.len => {}
-            _ => {
-                return Err(Error::OutOfBounds {
-                    offset,
-                    size,
-                    region_len: self.len,
-                })
-            }
+            _ => return Err(Error::OutOfBounds { offset, size, region_len: self.len }),
         }
         if offset % align != 0 {
             return Err(Error::Misaligned { offset, align });
@@ -192,9 +176,7 @@ impl Region {
     pub fn write_pod<T: Pod>(&self, offset: usize, value: &T) -> Result<()> {
         let p = self.check(offset, size_of::<T>(), 1)?;
         // SAFETY: in bounds; T: Pod has no padding, so all its bytes are initialised.
-        unsafe {
-            core::ptr::copy_nonoverlapping(value as *const T as *const u8, p, size_of::<T>())
-        };
+        unsafe { core::ptr::copy_nonoverlapping(value as *const T as *const u8, p, size_of::<T>()) };
         Ok(())
     }
 
@@ -205,11 +187,7 @@ impl Region {
         // SAFETY: in bounds; we write all size_of::<T>() bytes of v, and T: Pod
         // is valid for every bit pattern, so assume_init is sound.
         unsafe {
-            core::ptr::copy_nonoverlapping(
-                p as *const u8,
-                v.as_mut_ptr() as *mut u8,
-                size_of::<T>(),
-            );
+            core::ptr::copy_nonoverlapping(p as *const u8, v.as_mut_ptr() as *mut u8, size_of::<T>());
             Ok(v.assume_init())
         }
     }
@@ -217,12 +195,7 @@ impl Region {
     /// A raw window of `len` bytes at `offset`, for scatter/gather I/O.
     pub fn window(&self, offset: usize, len: usize) -> Result<Window<'_>> {
         let p = self.check(offset, len, 1)?;
-        Ok(Window {
-            ptr: p,
-            len,
-            offset,
-            _region: PhantomData,
-        })
+        Ok(Window { ptr: p, len, offset, _region: PhantomData })
     }
 }
 
@@ -242,10 +215,7 @@ pub struct Window<'a> {
 
 impl core::fmt::Debug for Window<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Window")
-            .field("offset", &self.offset)
-            .field("len", &self.len)
-            .finish()
+        f.debug_struct("Window").field("offset", &self.offset).field("len", &self.len).finish()
     }
 }
 
@@ -271,9 +241,7 @@ impl Window<'_> {
                 // SAFETY: at + n <= len: inside the window, which is inside the region.
                 Ok(unsafe { self.ptr.add(at) })
             }
-            _ => Err(Error::InvalidArgument(
-                "access beyond the end of a ring window",
-            )),
+            _ => Err(Error::InvalidArgument("access beyond the end of a ring window")),
         }
     }
 
@@ -360,29 +328,10 @@ mod tests {
     fn accessors_check_bounds_and_alignment() {
         let r = HeapRegion::new(128);
         assert!(r.atomic_u32(124).is_ok());
-        assert_eq!(
-            r.atomic_u32(126).err(),
-            Some(Error::OutOfBounds {
-                offset: 126,
-                size: 4,
-                region_len: 128
-            })
-        );
-        assert_eq!(
-            r.atomic_u32(2).err(),
-            Some(Error::Misaligned {
-                offset: 2,
-                align: 4
-            })
-        );
-        assert!(matches!(
-            r.atomic_u64(usize::MAX - 3),
-            Err(Error::OutOfBounds { .. })
-        ));
-        assert!(
-            r.control(0).is_err(),
-            "a 256-byte control block does not fit in 128 bytes"
-        );
+        assert_eq!(r.atomic_u32(126).err(), Some(Error::OutOfBounds { offset: 126, size: 4, region_len: 128 }));
+        assert_eq!(r.atomic_u32(2).err(), Some(Error::Misaligned { offset: 2, align: 4 }));
+        assert!(matches!(r.atomic_u64(usize::MAX - 3), Err(Error::OutOfBounds { .. })));
+        assert!(r.control(0).is_err(), "a 256-byte control block does not fit in 128 bytes");
         assert!(r.write_bytes(120, &[1; 9]).is_err());
         r.write_bytes(120, &[7; 8]).unwrap();
         let mut b = [0u8; 8];

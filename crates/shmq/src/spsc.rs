@@ -39,12 +39,7 @@ pub fn init<T: Pod>(region: &Region, offset: usize, capacity: u32) -> Result<()>
 
 /// Like [`init`], with the first position at `first_index` instead of 0 (tests
 /// use `u32::MAX - k` to exercise index wraparound).
-pub fn init_at<T: Pod>(
-    region: &Region,
-    offset: usize,
-    capacity: u32,
-    first_index: u32,
-) -> Result<()> {
+pub fn init_at<T: Pod>(region: &Region, offset: usize, capacity: u32, first_index: u32) -> Result<()> {
     let mut g = geometry::<T>(capacity, offset)?;
     g.first_index = first_index;
     ends::init(region, offset, g)
@@ -128,10 +123,7 @@ impl<'a, T: Pod, W: Wake> Producer<'a, T, W> {
             return Ok(0);
         }
         for (i, v) in values[..n as usize].iter().enumerate() {
-            let off = self
-                .end
-                .geo
-                .slot_offset(self.end.tail.wrapping_add(i as u32));
+            let off = self.end.geo.slot_offset(self.end.tail.wrapping_add(i as u32));
             self.end.region.write_pod(off, v)?;
         }
         self.end.publish(n, &self.wake)?;
@@ -191,8 +183,7 @@ impl<'a, T: Pod, W: Wake> Producer<'a, T, W> {
                 self.end.region.write_pod(off, &value)?;
                 let flag = &self.end.ctl.wait.consumer_waiting;
                 fence(Ordering::SeqCst);
-                let sleeping =
-                    flag.load(Ordering::Relaxed) != 0 && flag.swap(0, Ordering::Relaxed) != 0;
+                let sleeping = flag.load(Ordering::Relaxed) != 0 && flag.swap(0, Ordering::Relaxed) != 0;
                 widen();
                 self.end.publish_quiet(1);
                 if sleeping {
@@ -250,10 +241,7 @@ impl<'a, T: Pod, W: Wake> Consumer<'a, T, W> {
         if self.end.available(1)? == 0 {
             return Ok(None);
         }
-        let v = self
-            .end
-            .region
-            .read_pod::<T>(self.end.geo.slot_offset(self.end.head))?;
+        let v = self.end.region.read_pod::<T>(self.end.geo.slot_offset(self.end.head))?;
         self.end.release(1, &self.wake)?;
         Ok(Some(v))
     }
@@ -266,11 +254,7 @@ impl<'a, T: Pod, W: Wake> Consumer<'a, T, W> {
             return Ok(0);
         }
         for (i, o) in out[..n as usize].iter_mut().enumerate() {
-            *o = self.end.region.read_pod::<T>(
-                self.end
-                    .geo
-                    .slot_offset(self.end.head.wrapping_add(i as u32)),
-            )?;
+            *o = self.end.region.read_pod::<T>(self.end.geo.slot_offset(self.end.head.wrapping_add(i as u32)))?;
         }
         self.end.release(n, &self.wake)?;
         Ok(n as usize)
@@ -392,42 +376,17 @@ mod tests {
         let r = ring(4, 0);
         assert!(matches!(
             Producer::<u64, _>::attach(&r, 64, Poll),
-            Err(Error::SlotMismatch {
-                found: 32,
-                expected: 8
-            })
+            Err(Error::SlotMismatch { found: 32, expected: 8 })
         ));
-        assert!(matches!(
-            Consumer::<Msg, _>::attach(&r, 0, Poll),
-            Err(Error::NotInitialized { offset: 0 })
-        ));
-        assert!(matches!(
-            crate::stream::Reader::attach(&r, 64, Poll),
-            Err(Error::KindMismatch { found: 1, .. })
-        ));
-        r.atomic_u32(64 + offsets::VERSION)
-            .unwrap()
-            .store(99, Ordering::Relaxed);
-        assert!(matches!(
-            Consumer::<Msg, _>::attach(&r, 64, Poll),
-            Err(Error::VersionMismatch { found: 99, .. })
-        ));
-        r.atomic_u32(64)
-            .unwrap()
-            .store(0xdead_beef, Ordering::Relaxed);
-        assert!(matches!(
-            Consumer::<Msg, _>::attach(&r, 64, Poll),
-            Err(Error::BadMagic {
-                found: 0xdead_beef,
-                ..
-            })
-        ));
+        assert!(matches!(Consumer::<Msg, _>::attach(&r, 0, Poll), Err(Error::NotInitialized { offset: 0 })));
+        assert!(matches!(crate::stream::Reader::attach(&r, 64, Poll), Err(Error::KindMismatch { found: 1, .. })));
+        r.atomic_u32(64 + offsets::VERSION).unwrap().store(99, Ordering::Relaxed);
+        assert!(matches!(Consumer::<Msg, _>::attach(&r, 64, Poll), Err(Error::VersionMismatch { found: 99, .. })));
+        r.atomic_u32(64).unwrap().store(0xdead_beef, Ordering::Relaxed);
+        assert!(matches!(Consumer::<Msg, _>::attach(&r, 64, Poll), Err(Error::BadMagic { found: 0xdead_beef, .. })));
         // A ring that does not fit in the region.
         let small = HeapRegion::new(ring_size::<Msg>(4).unwrap() - 1);
-        assert!(matches!(
-            init::<Msg>(&small, 0, 4),
-            Err(Error::OutOfBounds { .. })
-        ));
+        assert!(matches!(init::<Msg>(&small, 0, 4), Err(Error::OutOfBounds { .. })));
     }
 
     #[test]
@@ -437,24 +396,14 @@ mod tests {
         let mut rx = Consumer::<Msg, _>::attach(&r, 64, Poll).unwrap();
         assert!(tx.try_push([1; 4]).unwrap());
         // The peer rewrites the header after attach: handles keep their private geometry.
-        r.atomic_u32(64 + offsets::CAPACITY)
-            .unwrap()
-            .store(1 << 20, Ordering::Relaxed);
-        r.atomic_u32(64 + offsets::STRIDE)
-            .unwrap()
-            .store(4096, Ordering::Relaxed);
+        r.atomic_u32(64 + offsets::CAPACITY).unwrap().store(1 << 20, Ordering::Relaxed);
+        r.atomic_u32(64 + offsets::STRIDE).unwrap().store(4096, Ordering::Relaxed);
         assert_eq!(rx.try_pop().unwrap(), Some([1; 4]));
         // A tail far ahead of the head.
         let tail = r.atomic_u32(64 + offsets::PRODUCER_INDEX).unwrap();
         tail.store(1000, Ordering::Relaxed);
-        assert!(matches!(
-            rx.try_pop(),
-            Err(Error::Corrupt { value: 1000, .. })
-        ));
-        assert!(
-            matches!(rx.pop(), Err(Error::Corrupt { .. })),
-            "blocking pop fails instead of hanging"
-        );
+        assert!(matches!(rx.try_pop(), Err(Error::Corrupt { value: 1000, .. })));
+        assert!(matches!(rx.pop(), Err(Error::Corrupt { .. })), "blocking pop fails instead of hanging");
         // A head that moved backwards past the tail.
         let head = r.atomic_u32(64 + offsets::CONSUMER_INDEX).unwrap();
         head.store(u32::MAX - 100, Ordering::Relaxed);
@@ -463,39 +412,13 @@ mod tests {
         }
         assert!(matches!(tx.try_push([3; 4]), Err(Error::Corrupt { .. })));
         // Inconsistent headers fail attach cleanly.
-        assert!(matches!(
-            Consumer::<Msg, _>::attach(&r, 64, Poll),
-            Err(Error::BadHeader {
-                field: "stride",
-                ..
-            })
-        ));
-        r.atomic_u32(64 + offsets::CAPACITY)
-            .unwrap()
-            .store(6, Ordering::Relaxed);
-        assert!(matches!(
-            Consumer::<Msg, _>::attach(&r, 64, Poll),
-            Err(Error::BadHeader {
-                field: "capacity",
-                ..
-            })
-        ));
-        r.atomic_u32(64 + offsets::CAPACITY)
-            .unwrap()
-            .store(1 << 20, Ordering::Relaxed);
-        r.atomic_u32(64 + offsets::STRIDE)
-            .unwrap()
-            .store(32, Ordering::Relaxed);
-        r.atomic_u32(64 + offsets::TOTAL_SIZE)
-            .unwrap()
-            .store(256 + 32 * 4, Ordering::Relaxed);
-        assert!(matches!(
-            Consumer::<Msg, _>::attach(&r, 64, Poll),
-            Err(Error::BadHeader {
-                field: "total_size",
-                ..
-            })
-        ));
+        assert!(matches!(Consumer::<Msg, _>::attach(&r, 64, Poll), Err(Error::BadHeader { field: "stride", .. })));
+        r.atomic_u32(64 + offsets::CAPACITY).unwrap().store(6, Ordering::Relaxed);
+        assert!(matches!(Consumer::<Msg, _>::attach(&r, 64, Poll), Err(Error::BadHeader { field: "capacity", .. })));
+        r.atomic_u32(64 + offsets::CAPACITY).unwrap().store(1 << 20, Ordering::Relaxed);
+        r.atomic_u32(64 + offsets::STRIDE).unwrap().store(32, Ordering::Relaxed);
+        r.atomic_u32(64 + offsets::TOTAL_SIZE).unwrap().store(256 + 32 * 4, Ordering::Relaxed);
+        assert!(matches!(Consumer::<Msg, _>::attach(&r, 64, Poll), Err(Error::BadHeader { field: "total_size", .. })));
     }
 
     #[test]
@@ -531,16 +454,9 @@ mod tests {
         }
         fn sleep(&self) -> Result<()> {
             let g = self.mine.tokens.lock().unwrap();
-            let (mut g, t) = self
-                .mine
-                .cv
-                .wait_timeout_while(g, self.patience, |n| *n == 0)
-                .unwrap();
+            let (mut g, t) = self.mine.cv.wait_timeout_while(g, self.patience, |n| *n == 0).unwrap();
             if t.timed_out() {
-                return Err(Error::Corrupt {
-                    what: "lost wakeup: slept past the patience",
-                    value: 0,
-                });
+                return Err(Error::Corrupt { what: "lost wakeup: slept past the patience", value: 0 });
             }
             *g = 0;
             Ok(())
@@ -548,18 +464,7 @@ mod tests {
     }
     fn wake_pair(patience: Duration) -> (ThreadWake, ThreadWake) {
         let (a, b) = (Arc::new(Sem::default()), Arc::new(Sem::default()));
-        (
-            ThreadWake {
-                mine: a.clone(),
-                peer: b.clone(),
-                patience,
-            },
-            ThreadWake {
-                mine: b,
-                peer: a,
-                patience,
-            },
-        )
+        (ThreadWake { mine: a.clone(), peer: b.clone(), patience }, ThreadWake { mine: b, peer: a, patience })
     }
 
     /// Two threads, a tiny ring, random pacing: checks order and completeness.
@@ -652,30 +557,15 @@ mod tests {
 
     #[test]
     fn planted_bug_publish_before_write_is_caught() {
-        let e = run_threads(
-            Some(PlantedBug::PublishBeforeWrite),
-            1_000_000,
-            Duration::from_secs(8),
-            1 << 16,
-            false,
-        )
-        .expect_err("publishing the index before writing the slot must be detected");
+        let e = run_threads(Some(PlantedBug::PublishBeforeWrite), 1_000_000, Duration::from_secs(8), 1 << 16, false)
+            .expect_err("publishing the index before writing the slot must be detected");
         assert!(e.contains("arrived as"), "{e}");
     }
 
     #[test]
     fn planted_bug_flag_check_before_publish_is_caught() {
-        let e = run_threads(
-            Some(PlantedBug::FlagCheckBeforePublish),
-            1_000_000,
-            Duration::from_secs(8),
-            0,
-            true,
-        )
-        .expect_err("checking the waiting flag before publishing must lose a wakeup");
-        assert!(
-            e.contains("lost wakeup") || e.contains("never received"),
-            "{e}"
-        );
+        let e = run_threads(Some(PlantedBug::FlagCheckBeforePublish), 1_000_000, Duration::from_secs(8), 0, true)
+            .expect_err("checking the waiting flag before publishing must lose a wakeup");
+        assert!(e.contains("lost wakeup") || e.contains("never received"), "{e}");
     }
 }

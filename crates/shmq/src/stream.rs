@@ -54,10 +54,7 @@ pub fn init_at(region: &Region, offset: usize, capacity: u32, first_index: u32) 
 fn windows<'a>(region: &'a Region, geo: &Geometry, pos: u32, len: u32) -> Result<[Window<'a>; 2]> {
     let start = (pos & geo.mask()) as usize;
     let first = (len as usize).min(geo.capacity as usize - start);
-    Ok([
-        region.window(geo.data + start, first)?,
-        region.window(geo.data, len as usize - first)?,
-    ])
+    Ok([region.window(geo.data + start, first)?, region.window(geo.data, len as usize - first)?])
 }
 
 /// The writing end. Exactly one per stream.
@@ -69,11 +66,7 @@ pub struct Writer<'a, W: Wake> {
 
 impl<'a, W: Wake> Writer<'a, W> {
     pub fn attach(region: &'a Region, offset: usize, wake: W) -> Result<Self> {
-        Ok(Writer {
-            end: ProducerEnd::attach(region, offset, Kind::Stream, 1)?,
-            wake,
-            budget: DEFAULT_POLL_BUDGET,
-        })
+        Ok(Writer { end: ProducerEnd::attach(region, offset, Kind::Stream, 1)?, wake, budget: DEFAULT_POLL_BUDGET })
     }
 
     pub fn set_poll_budget(&mut self, polls: u32) {
@@ -103,9 +96,7 @@ impl<'a, W: Wake> Writer<'a, W> {
     /// and wakes the reader if it sleeps.
     pub fn commit(&mut self, n: usize) -> Result<()> {
         if n > self.end.cached_free() as usize {
-            return Err(Error::InvalidArgument(
-                "commit of more bytes than the writable windows hold",
-            ));
+            return Err(Error::InvalidArgument("commit of more bytes than the writable windows hold"));
         }
         if n == 0 {
             return Ok(());
@@ -162,11 +153,7 @@ pub struct Reader<'a, W: Wake> {
 
 impl<'a, W: Wake> Reader<'a, W> {
     pub fn attach(region: &'a Region, offset: usize, wake: W) -> Result<Self> {
-        Ok(Reader {
-            end: ConsumerEnd::attach(region, offset, Kind::Stream, 1)?,
-            wake,
-            budget: DEFAULT_POLL_BUDGET,
-        })
+        Ok(Reader { end: ConsumerEnd::attach(region, offset, Kind::Stream, 1)?, wake, budget: DEFAULT_POLL_BUDGET })
     }
 
     pub fn set_poll_budget(&mut self, polls: u32) {
@@ -191,9 +178,7 @@ impl<'a, W: Wake> Reader<'a, W> {
     /// Frees `n` bytes read from the windows of [`Reader::readable`] and wakes the writer if it sleeps.
     pub fn consume(&mut self, n: usize) -> Result<()> {
         if n > self.end.cached_available() as usize {
-            return Err(Error::InvalidArgument(
-                "consume of more bytes than the readable windows hold",
-            ));
+            return Err(Error::InvalidArgument("consume of more bytes than the readable windows hold"));
         }
         if n == 0 {
             return Ok(());
@@ -288,9 +273,7 @@ mod tests {
             while read < 100_000 {
                 // Writer: alternate between the copy helper and the windows.
                 if rng.below(2) == 0 {
-                    let chunk: Vec<u8> = (0..rng.below(100))
-                        .map(|i| SplitMix64::byte_at(99, written + i))
-                        .collect();
+                    let chunk: Vec<u8> = (0..rng.below(100)).map(|i| SplitMix64::byte_at(99, written + i)).collect();
                     written += w.try_write(&chunk).unwrap() as u64;
                 } else {
                     let wins = w.writable().unwrap();
@@ -300,9 +283,8 @@ mod tests {
                     let mut k = 0;
                     for win in &wins {
                         let take = (n - k).min(win.len());
-                        let bytes: Vec<u8> = (0..take)
-                            .map(|i| SplitMix64::byte_at(99, written + (k + i) as u64))
-                            .collect();
+                        let bytes: Vec<u8> =
+                            (0..take).map(|i| SplitMix64::byte_at(99, written + (k + i) as u64)).collect();
                         win.write_at(0, &bytes).unwrap();
                         k += take;
                     }
@@ -350,10 +332,7 @@ mod tests {
         let mut buf = [0u8; 10];
         assert_eq!(rd.try_read(&mut buf).unwrap(), Some(10));
         let [a, b] = w.writable().unwrap();
-        assert_eq!(
-            (a.offset(), a.len(), b.offset(), b.len()),
-            (256 + 12, 4, 256, 10)
-        );
+        assert_eq!((a.offset(), a.len(), b.offset(), b.len()), (256 + 12, 4, 256, 10));
         assert!(w.commit(15).is_err());
         w.commit(14).unwrap();
         assert_eq!(w.try_write(&[9]).unwrap(), 0, "full");
@@ -386,18 +365,11 @@ mod tests {
     fn hostile_tail_is_rejected() {
         let r = stream(16, 0);
         let mut rd = Reader::attach(&r, 0, Poll).unwrap();
-        r.atomic_u32(offsets::PRODUCER_INDEX)
-            .unwrap()
-            .store(17, Ordering::Relaxed);
-        assert!(matches!(
-            rd.readable(),
-            Err(Error::Corrupt { value: 17, .. })
-        ));
+        r.atomic_u32(offsets::PRODUCER_INDEX).unwrap().store(17, Ordering::Relaxed);
+        assert!(matches!(rd.readable(), Err(Error::Corrupt { value: 17, .. })));
         let mut buf = [0u8; 4];
         assert!(matches!(rd.read(&mut buf), Err(Error::Corrupt { .. })));
-        r.atomic_u32(offsets::PRODUCER_INDEX)
-            .unwrap()
-            .store(u32::MAX, Ordering::Relaxed);
+        r.atomic_u32(offsets::PRODUCER_INDEX).unwrap().store(u32::MAX, Ordering::Relaxed);
         assert!(matches!(rd.try_read(&mut buf), Err(Error::Corrupt { .. })));
     }
 }

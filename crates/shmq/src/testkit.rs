@@ -28,8 +28,7 @@ impl SplitMix64 {
 
     /// Byte number `index` of the pseudo-random stream named `seed` (random access).
     pub fn byte_at(seed: u64, index: u64) -> u8 {
-        (Self::mix(seed ^ (index >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> ((index & 7) * 8))
-            as u8
+        (Self::mix(seed ^ (index >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15)) >> ((index & 7) * 8)) as u8
     }
 }
 

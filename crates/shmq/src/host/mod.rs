@@ -38,17 +38,11 @@ pub struct SharedMemory {
 impl SharedMemory {
     /// Creates a zero-filled memfd of `len` bytes (rounded up to a page) and maps it.
     pub fn create(name: &str, len: usize) -> Result<SharedMemory> {
-        let name = CString::new(name)
-            .map_err(|_| Error::InvalidArgument("memfd name contains a NUL byte"))?;
-        let len = len
-            .checked_next_multiple_of(PAGE)
-            .ok_or(Error::InvalidArgument("shared region too large"))?;
+        let name = CString::new(name).map_err(|_| Error::InvalidArgument("memfd name contains a NUL byte"))?;
+        let len = len.checked_next_multiple_of(PAGE).ok_or(Error::InvalidArgument("shared region too large"))?;
         let fd = sys::memfd(&name)?;
         sys::truncate(fd.as_fd(), len as u64)?;
-        sys::add_seals(
-            fd.as_fd(),
-            sys::F_SEAL_SHRINK | sys::F_SEAL_GROW | sys::F_SEAL_SEAL,
-        )?;
+        sys::add_seals(fd.as_fd(), sys::F_SEAL_SHRINK | sys::F_SEAL_GROW | sys::F_SEAL_SEAL)?;
         let map = sys::Mapping::new(fd.as_fd(), len)?;
         Ok(SharedMemory { fd, map })
     }
@@ -63,13 +57,7 @@ impl SharedMemory {
             ));
         }
         let file = std::fs::File::from(fd);
-        let len = file
-            .metadata()
-            .map_err(|e| Error::Os {
-                op: "fstat",
-                errno: e.raw_os_error().unwrap_or(0),
-            })?
-            .len();
+        let len = file.metadata().map_err(|e| Error::Os { op: "fstat", errno: e.raw_os_error().unwrap_or(0) })?.len();
         let len = usize::try_from(len).map_err(|_| Error::InvalidArgument("memfd too large"))?;
         let fd = OwnedFd::from(file);
         let map = sys::Mapping::new(fd.as_fd(), len)?;
@@ -100,9 +88,7 @@ pub struct EventFd {
 
 impl EventFd {
     pub fn new() -> Result<EventFd> {
-        Ok(EventFd {
-            fd: sys::new_eventfd()?,
-        })
+        Ok(EventFd { fd: sys::new_eventfd()? })
     }
 
     /// Wraps an eventfd received from a peer. It must be non-blocking (as
@@ -113,10 +99,7 @@ impl EventFd {
     }
 
     pub fn try_clone(&self) -> Result<EventFd> {
-        let fd = self.fd.try_clone().map_err(|e| Error::Os {
-            op: "dup",
-            errno: e.raw_os_error().unwrap_or(0),
-        })?;
+        let fd = self.fd.try_clone().map_err(|e| Error::Os { op: "dup", errno: e.raw_os_error().unwrap_or(0) })?;
         Ok(EventFd { fd })
     }
 
@@ -135,20 +118,11 @@ impl EventFd {
     pub fn wait(&self, watch: Option<&PeerWatch>, timeout: Option<Duration>) -> Result<bool> {
         let ms = match timeout {
             None => -1,
-            Some(t) => i32::try_from(t.as_millis().max(if t.is_zero() { 0 } else { 1 }))
-                .unwrap_or(i32::MAX),
+            Some(t) => i32::try_from(t.as_millis().max(if t.is_zero() { 0 } else { 1 })).unwrap_or(i32::MAX),
         };
         let mut fds = [
-            sys::PollFd {
-                fd: self.fd.as_raw_fd(),
-                events: sys::POLLIN,
-                revents: 0,
-            },
-            sys::PollFd {
-                fd: -1,
-                events: sys::POLLIN | sys::POLLRDHUP,
-                revents: 0,
-            },
+            sys::PollFd { fd: self.fd.as_raw_fd(), events: sys::POLLIN, revents: 0 },
+            sys::PollFd { fd: -1, events: sys::POLLIN | sys::POLLRDHUP, revents: 0 },
         ];
         if let Some(w) = watch {
             fds[1].fd = w.fd.as_raw_fd();
@@ -162,10 +136,7 @@ impl EventFd {
             }
         }
         if fds[0].revents & (sys::POLLERR | sys::POLLNVAL) != 0 {
-            return Err(Error::Os {
-                op: "poll(eventfd)",
-                errno: 9,
-            });
+            return Err(Error::Os { op: "poll(eventfd)", errno: 9 });
         }
         // Readable, or a peer drained it first (then this is a spurious wakeup).
         self.take()?;
@@ -195,10 +166,7 @@ enum WatchKind {
 impl PeerWatch {
     /// Watches a process by pidfd (readable once it exits). Race-free for our own children.
     pub fn pid(pid: u32) -> Result<PeerWatch> {
-        Ok(PeerWatch {
-            fd: sys::pidfd_open(pid)?,
-            kind: WatchKind::Pidfd,
-        })
+        Ok(PeerWatch { fd: sys::pidfd_open(pid)?, kind: WatchKind::Pidfd })
     }
 
     /// Watches the socket the ring was handed over on: it hangs up when the
@@ -206,25 +174,16 @@ impl PeerWatch {
     /// included). No data may be sent on it after the handover. The peer must
     /// not leak the socket into other processes (std opens it close-on-exec).
     pub fn socket(sock: &UnixStream) -> Result<PeerWatch> {
-        let fd = sock.as_fd().try_clone_to_owned().map_err(|e| Error::Os {
-            op: "dup",
-            errno: e.raw_os_error().unwrap_or(0),
-        })?;
-        Ok(PeerWatch {
-            fd,
-            kind: WatchKind::Socket,
-        })
+        let fd = sock
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| Error::Os { op: "dup", errno: e.raw_os_error().unwrap_or(0) })?;
+        Ok(PeerWatch { fd, kind: WatchKind::Socket })
     }
 
     pub fn try_clone(&self) -> Result<PeerWatch> {
-        let fd = self.fd.try_clone().map_err(|e| Error::Os {
-            op: "dup",
-            errno: e.raw_os_error().unwrap_or(0),
-        })?;
-        Ok(PeerWatch {
-            fd,
-            kind: self.kind,
-        })
+        let fd = self.fd.try_clone().map_err(|e| Error::Os { op: "dup", errno: e.raw_os_error().unwrap_or(0) })?;
+        Ok(PeerWatch { fd, kind: self.kind })
     }
 
     fn gone_on(&self, revents: i16) -> Result<bool> {
@@ -237,9 +196,7 @@ impl PeerWatch {
                 match sys::peek(self.fd.as_fd())? {
                     Some(0) => Ok(true),
                     None => Ok(false),
-                    Some(_) => Err(Error::Protocol(
-                        "unexpected data on the handover socket after the handover",
-                    )),
+                    Some(_) => Err(Error::Protocol("unexpected data on the handover socket after the handover")),
                 }
             }
         }
@@ -247,11 +204,7 @@ impl PeerWatch {
 
     /// Whether the peer is already gone (non-blocking).
     pub fn is_gone(&self) -> Result<bool> {
-        let mut fds = [sys::PollFd {
-            fd: self.fd.as_raw_fd(),
-            events: sys::POLLIN | sys::POLLRDHUP,
-            revents: 0,
-        }];
+        let mut fds = [sys::PollFd { fd: self.fd.as_raw_fd(), events: sys::POLLIN | sys::POLLRDHUP, revents: 0 }];
         if sys::poll_fds(&mut fds, 0)? == 0 {
             return Ok(false);
         }
@@ -271,11 +224,7 @@ pub struct EventWake {
 impl EventWake {
     /// `sleep_on`: the eventfd the peer signals us on; `wake`: the one we signal it on.
     pub fn new(sleep_on: EventFd, wake: EventFd, watch: Option<PeerWatch>) -> EventWake {
-        EventWake {
-            sleep_on,
-            wake,
-            watch,
-        }
+        EventWake { sleep_on, wake, watch }
     }
 
     /// The same signals and watch, with duplicated descriptors (one per thread's handle).
@@ -331,23 +280,17 @@ pub mod handover {
             return Err(Error::PeerGone);
         }
         if n != msg.len() || &msg[..8] != TAG {
-            return Err(Error::Protocol(
-                "not a shmq handover message (wrong tag or length)",
-            ));
+            return Err(Error::Protocol("not a shmq handover message (wrong tag or length)"));
         }
         let count = u32::from_le_bytes(msg[8..12].try_into().unwrap_or_default()) as usize;
         let len = u64::from_le_bytes(msg[16..24].try_into().unwrap_or_default());
         if fds.len() != 1 + count {
-            return Err(Error::Protocol(
-                "descriptor count does not match the handover message",
-            ));
+            return Err(Error::Protocol("descriptor count does not match the handover message"));
         }
         let events = fds.split_off(1).into_iter().map(EventFd::from_fd).collect();
         let memory = SharedMemory::from_fd(fds.remove(0))?;
         if memory.len() as u64 != len {
-            return Err(Error::Protocol(
-                "memfd size differs from the size announced in the handover message",
-            ));
+            return Err(Error::Protocol("memfd size differs from the size announced in the handover message"));
         }
         Ok((memory, events))
     }
@@ -439,11 +382,7 @@ mod tests {
         got.read_bytes(100, &mut buf).unwrap();
         assert_eq!(&buf, b"xyz");
         events[1].notify().unwrap();
-        assert_eq!(
-            e2.take().unwrap(),
-            1,
-            "the received eventfd is the same object"
-        );
+        assert_eq!(e2.take().unwrap(), 1, "the received eventfd is the same object");
         (&a).write_all(&[0u8; 24]).unwrap();
         assert!(matches!(handover::recv(&b), Err(Error::Protocol(_))));
         drop(a);
@@ -488,9 +427,6 @@ mod tests {
         // A message ring works over the same kind of mapping.
         let mem = SharedMemory::create("shmq-spsc", spsc::ring_size::<u64>(8).unwrap()).unwrap();
         spsc::init::<u64>(&mem, 0, 8).unwrap();
-        assert!(spsc::Producer::<u64, _>::attach(&mem, 0, Poll)
-            .unwrap()
-            .try_push(3)
-            .unwrap());
+        assert!(spsc::Producer::<u64, _>::attach(&mem, 0, Poll).unwrap().try_push(3).unwrap());
     }
 }

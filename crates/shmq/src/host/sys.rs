@@ -50,14 +50,7 @@ struct Timespec {
 extern "C" {
     fn memfd_create(name: *const c_char, flags: c_uint) -> c_int;
     fn ftruncate(fd: c_int, len: i64) -> c_int;
-    fn mmap(
-        addr: *mut c_void,
-        len: usize,
-        prot: c_int,
-        flags: c_int,
-        fd: c_int,
-        off: i64,
-    ) -> *mut c_void;
+    fn mmap(addr: *mut c_void, len: usize, prot: c_int, flags: c_int, fd: c_int, off: i64) -> *mut c_void;
     fn munmap(addr: *mut c_void, len: usize) -> c_int;
     fn fcntl(fd: c_int, cmd: c_int, ...) -> c_int;
     fn eventfd(initval: c_uint, flags: c_int) -> c_int;
@@ -120,9 +113,7 @@ fn fd_result(op: &'static str, fd: c_int) -> Result<OwnedFd> {
 /// `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)`.
 pub fn memfd(name: &CStr) -> Result<OwnedFd> {
     // SAFETY: name is a valid NUL-terminated string.
-    fd_result("memfd_create", unsafe {
-        memfd_create(name.as_ptr(), MFD_CLOEXEC | MFD_ALLOW_SEALING)
-    })
+    fd_result("memfd_create", unsafe { memfd_create(name.as_ptr(), MFD_CLOEXEC | MFD_ALLOW_SEALING) })
 }
 
 pub fn truncate(fd: BorrowedFd<'_>, len: u64) -> Result<()> {
@@ -171,16 +162,7 @@ impl Mapping {
         }
         // SAFETY: a fresh mapping chosen by the kernel (addr = NULL) cannot
         // overlap anything of ours; arguments are plain values.
-        let p = unsafe {
-            mmap(
-                core::ptr::null_mut(),
-                len,
-                PROT_READ | PROT_WRITE,
-                MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
+        let p = unsafe { mmap(core::ptr::null_mut(), len, PROT_READ | PROT_WRITE, MAP_SHARED, fd.as_raw_fd(), 0) };
         if p as isize == -1 {
             return Err(os_err("mmap"));
         }
@@ -273,14 +255,7 @@ pub fn poll_fds(fds: &mut [PollFd], timeout_ms: i32) -> Result<usize> {
 }
 
 fn iovecs(windows: &[Window<'_>]) -> Vec<IoVec> {
-    windows
-        .iter()
-        .filter(|w| !w.is_empty())
-        .map(|w| IoVec {
-            base: w.as_ptr() as *mut c_void,
-            len: w.len(),
-        })
-        .collect()
+    windows.iter().filter(|w| !w.is_empty()).map(|w| IoVec { base: w.as_ptr() as *mut c_void, len: w.len() }).collect()
 }
 
 /// `readv(fd, windows)`: the kernel writes straight into ring windows.
@@ -325,21 +300,12 @@ const fn cmsg_align(n: usize) -> usize {
 /// Sends `data` with `fds` attached (SCM_RIGHTS) on a unix socket.
 pub fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[RawFd]) -> Result<()> {
     if data.is_empty() {
-        return Err(Error::InvalidArgument(
-            "SCM_RIGHTS needs at least one data byte",
-        ));
+        return Err(Error::InvalidArgument("SCM_RIGHTS needs at least one data byte"));
     }
     let payload = core::mem::size_of_val(fds);
     let mut control = vec![0u64; (CMSG_HDR + cmsg_align(payload)).div_ceil(8)];
-    let hdr = CmsgHdr {
-        len: CMSG_HDR + payload,
-        level: SOL_SOCKET,
-        kind: SCM_RIGHTS,
-    };
-    let mut iov = IoVec {
-        base: data.as_ptr() as *mut c_void,
-        len: data.len(),
-    };
+    let hdr = CmsgHdr { len: CMSG_HDR + payload, level: SOL_SOCKET, kind: SCM_RIGHTS };
+    let mut iov = IoVec { base: data.as_ptr() as *mut c_void, len: data.len() };
     let msg = MsgHdr {
         name: core::ptr::null_mut(),
         namelen: 0,
@@ -374,17 +340,10 @@ pub fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[RawFd]) -> Result
 
 /// Receives one message and up to `max_fds` descriptors (close-on-exec).
 /// Returns the byte count (0: the peer hung up) and the descriptors.
-pub fn recv_with_fds(
-    sock: BorrowedFd<'_>,
-    buf: &mut [u8],
-    max_fds: usize,
-) -> Result<(usize, Vec<OwnedFd>)> {
+pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8], max_fds: usize) -> Result<(usize, Vec<OwnedFd>)> {
     let space = CMSG_HDR + cmsg_align(max_fds * core::mem::size_of::<RawFd>());
     let mut control = vec![0u64; space.div_ceil(8)];
-    let mut iov = IoVec {
-        base: buf.as_mut_ptr() as *mut c_void,
-        len: buf.len(),
-    };
+    let mut iov = IoVec { base: buf.as_mut_ptr() as *mut c_void, len: buf.len() };
     let mut msg = MsgHdr {
         name: core::ptr::null_mut(),
         namelen: 0,
@@ -422,8 +381,7 @@ pub fn recv_with_fds(
                 // unaligned read of an int.
                 let fd = unsafe {
                     core::ptr::read_unaligned(
-                        base.add(off + CMSG_HDR + i * core::mem::size_of::<RawFd>())
-                            as *const RawFd,
+                        base.add(off + CMSG_HDR + i * core::mem::size_of::<RawFd>()) as *const RawFd
                     )
                 };
                 // SAFETY: SCM_RIGHTS just installed this descriptor in our table; we own it.
@@ -433,9 +391,7 @@ pub fn recv_with_fds(
         off += cmsg_align(h.len);
     }
     if msg.flags & MSG_CTRUNC != 0 {
-        return Err(Error::Protocol(
-            "the peer sent more descriptors than expected",
-        ));
+        return Err(Error::Protocol("the peer sent more descriptors than expected"));
     }
     Ok((n, fds))
 }
@@ -444,22 +400,12 @@ pub fn recv_with_fds(
 pub fn peek(sock: BorrowedFd<'_>) -> Result<Option<usize>> {
     let mut b = 0u8;
     // SAFETY: one writable byte.
-    let r = unsafe {
-        recv(
-            sock.as_raw_fd(),
-            &mut b as *mut u8 as *mut c_void,
-            1,
-            MSG_PEEK | MSG_DONTWAIT,
-        )
-    };
+    let r = unsafe { recv(sock.as_raw_fd(), &mut b as *mut u8 as *mut c_void, 1, MSG_PEEK | MSG_DONTWAIT) };
     if r >= 0 {
         return Ok(Some(r as usize));
     }
     match os_err("recv(MSG_PEEK)") {
-        Error::Os {
-            errno: EAGAIN | EINTR,
-            ..
-        } => Ok(None),
+        Error::Os { errno: EAGAIN | EINTR, .. } => Ok(None),
         e => Err(e),
     }
 }
