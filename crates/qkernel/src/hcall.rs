@@ -63,3 +63,10 @@ pub fn exit(kind: qlib::hcall::ExitKind, code: u64) -> ! {
     call(Call::Exit);
     cpu::halt_forever()
 }
+
+/// Hands free guest frames back to the host; they read as zero afterwards.
+pub fn discard(iovs: &[GuestIovec]) -> Result<u64, Errno> {
+    let n = put_iovecs(iovs);
+    page().args[0] = n as u64;
+    call_result(Call::Discard)
+}

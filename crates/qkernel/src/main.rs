@@ -25,10 +25,8 @@ pub mod task;
 pub mod time;
 
 use arch::x86_64::cpu;
-use arch::x86_64::frame::TrapFrame;
 use log::level;
 use qlib::boot::{flags, ABI_VERSION, BOOT_MAGIC};
-use qlib::layout::selector::{USER_CS, USER_DS};
 
 #[global_allocator]
 static HEAP: mm::heap::KernelHeap = mm::heap::KernelHeap;
@@ -42,11 +40,18 @@ pub extern "C" fn planted_sse() {
     unsafe { core::arch::asm!("pxor xmm0, xmm0") };
 }
 
+/// Set by the boot vCPU once the kernel is initialised; the others wait.
+static BOOTED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
 /// First Rust code on every vCPU (called from `_start`).
 #[no_mangle]
 pub extern "C" fn kmain(vcpu: u64, params: u64) -> ! {
     if vcpu != 0 {
-        idle()
+        // Wait (halted) until the boot vCPU has initialised the kernel.
+        while !BOOTED.load(core::sync::atomic::Ordering::Acquire) {
+            cpu::wait_for_interrupt();
+        }
+        task::sched::idle_loop(vcpu as usize)
     }
     // SAFETY: the host passes the direct-map address of BootParams in RSI.
     unsafe { boot::init(params) };
@@ -67,47 +72,23 @@ pub extern "C" fn kmain(vcpu: u64, params: u64) -> ! {
         // computed from the CPUID it gave us.
         unsafe { cpu::xsetbv(p.xcr0) };
     }
-    if p.flags & flags::CHECK_ONLY != 0 {
-        selftest::run()
-    }
+    task::exit::init();
     let args = boot::InitArgs::read();
     task::set_hostname(args.hostname());
-    match task::init::spawn_init(&args) {
-        Ok(frame) => enter_user(frame),
-        Err((errno, path)) => {
-            klog!(level::ERROR, "cannot start ", &path[..], ": ", errno.description());
-            // After the log call, which reuses the VMM-call page.
-            let pg = hcall::page();
-            let n = path.len().min(qlib::hcall::DATA_SIZE);
-            pg.data[..n].copy_from_slice(&path[..n]);
-            pg.args[2] = n as u64;
-            hcall::exit(qlib::hcall::ExitKind::ExecFailed, errno.0 as u64)
-        }
+    if p.flags & flags::CHECK_ONLY != 0 {
+        selftest::start();
+    } else if let Err((errno, path)) = task::init::spawn_init(&args) {
+        klog!(level::ERROR, "cannot start ", &path[..], ": ", errno.description());
+        // After the log call, which reuses the VMM-call page.
+        let pg = hcall::page();
+        let n = path.len().min(qlib::hcall::DATA_SIZE);
+        pg.data[..n].copy_from_slice(&path[..n]);
+        pg.args[2] = n as u64;
+        hcall::exit(qlib::hcall::ExitKind::ExecFailed, errno.0 as u64)
     }
-}
-
-/// Idle loop of vCPUs with nothing to run: halted in the host until an
-/// interrupt arrives.
-pub fn idle() -> ! {
-    loop {
-        arch::x86_64::percpu::stats().idle_entries += 1;
-        cpu::wait_for_interrupt();
+    BOOTED.store(true, core::sync::atomic::Ordering::Release);
+    for c in 1..p.vcpu_count {
+        arch::x86_64::apic::send_ipi(c, arch::x86_64::apic::WAKE_VECTOR);
     }
-}
-
-/// Starts user mode on the current task with `frame` as its registers.
-pub fn enter_user(frame: TrapFrame) -> ! {
-    let t = task::current();
-    let at = t.user_frame();
-    *at = TrapFrame { cs: USER_CS as u64, ss: USER_DS as u64, ..frame };
-    // SAFETY: RSP becomes the task's kernel stack top minus one frame, which
-    // holds a complete user frame; ret_to_user pops it and IRETs to user mode.
-    unsafe {
-        core::arch::asm!(
-            "mov rsp, {frame}",
-            "jmp ret_to_user",
-            frame = in(reg) at as *mut TrapFrame as u64,
-            options(noreturn)
-        )
-    }
+    task::sched::idle_loop(0)
 }

@@ -2,13 +2,12 @@
 //! program that makes system calls, so the report shows how SYSCALL arrives
 //! on this host (directly, or through the compat-mode #PF redirect).
 
-use crate::arch::x86_64::frame::{TrapFrame, RFLAGS_IF};
+use crate::arch::x86_64::frame::TrapFrame;
 use crate::arch::x86_64::percpu;
 use crate::mm::addrspace::{AddressSpace, Backing, Vma};
 use crate::mm::frame::{self, Zero};
-use crate::sync::SpinLock;
-use crate::task::{self, fd::FdTable, Creds, Process};
-use alloc::sync::Arc;
+use crate::mm::Mm;
+use crate::task::{self, pid, Creds};
 use alloc::vec::Vec;
 use qlib::layout::{phys_to_virt, PAGE_SIZE};
 use qlib::linux::consts::mman::{PROT_EXEC, PROT_READ, PROT_WRITE};
@@ -36,17 +35,17 @@ fn program() -> [u8; 27] {
     ]
 }
 
-/// Runs the check program; its exit_group reports and ends the sandbox.
-pub fn run() -> ! {
-    let mut mm = AddressSpace::new(0x7f00_0000_0000).expect("memory for the check's address space");
-    mm.insert(Vma {
+/// Queues the check program as PID 1; its exit_group reports and ends the sandbox.
+pub fn start() {
+    let mut space = AddressSpace::new(0x7f00_0000_0000).expect("memory for the check's address space");
+    space.insert(Vma {
         start: CODE_VA,
         end: CODE_VA + PAGE_SIZE,
         prot: PROT_READ | PROT_EXEC,
         backing: Backing::Anon,
         grows_down: false,
     });
-    mm.insert(Vma {
+    space.insert(Vma {
         start: STACK_VA,
         end: STACK_VA + PAGE_SIZE,
         prot: PROT_READ | PROT_WRITE,
@@ -57,23 +56,11 @@ pub fn run() -> ! {
     let bytes = program();
     // SAFETY: the frame was just allocated and is exclusively ours.
     unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), phys_to_virt(code) as *mut u8, bytes.len()) };
-    mm.map_frame(CODE_VA, code, PROT_READ | PROT_EXEC).expect("mapping the check program");
-    let process = Arc::new(Process {
-        pid: 1,
-        ppid: 0,
-        mm: SpinLock::new(mm),
-        files: SpinLock::new(FdTable::with_stdio()),
-        creds: SpinLock::new(Creds::default()),
-        rlimits: SpinLock::new(task::default_rlimits()),
-        exe: SpinLock::new(Vec::new()),
-    });
-    task::set_current(task::new_task(1, process).expect("memory for the check task"));
-    crate::enter_user(TrapFrame {
-        rip: CODE_VA,
-        rsp: STACK_VA + PAGE_SIZE,
-        rflags: RFLAGS_IF | 2,
-        ..TrapFrame::default()
-    })
+    space.map_frame(CODE_VA, code, PROT_READ | PROT_EXEC).expect("mapping the check program");
+    let tid = pid::alloc().expect("an id for the check program");
+    let process = task::init::new_process(tid, Mm::from_space(space), Creds::initial(0, 0), Vec::new(), b"/".to_vec());
+    task::init::start(process, tid, TrapFrame { rip: CODE_VA, rsp: STACK_VA + PAGE_SIZE, ..TrapFrame::default() })
+        .expect("starting the check program");
 }
 
 /// Reports how the check's system calls arrived (called at its exit).

@@ -63,6 +63,9 @@ pub enum Call {
     /// Test-only behaviours of the VMM (honoured only when the sandbox runs
     /// with test hooks). `args[0]` = one of [`test_op`].
     Test = 12,
+    /// Free guest frames: the host releases their memory (hole punch); they
+    /// read as zero afterwards. `args[0]` = number of [`GuestIovec`]s in `data`.
+    Discard = 13,
 }
 
 /// Operations of [`Call::Test`].
@@ -89,6 +92,7 @@ impl Call {
             10 => Call::TtyIoctl,
             11 => Call::Report,
             12 => Call::Test,
+            13 => Call::Discard,
             _ => return None,
         })
     }

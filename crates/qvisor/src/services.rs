@@ -270,6 +270,19 @@ impl Services {
             },
             Some(Call::TtyIoctl) => self.tty_ioctl(args[0], args[1], data_at),
             Some(Call::Test) => self.test_call(args[0]),
+            Some(Call::Discard) => match self.read_iovecs(page, args[0]) {
+                Ok(v) => {
+                    let mut r = 0;
+                    for iov in &v {
+                        if self.mem.punch_hole(iov.gpa, iov.len).is_err() {
+                            r = errno_ret(Errno::EFAULT);
+                            break;
+                        }
+                    }
+                    r
+                }
+                Err(e) => errno_ret(e),
+            },
             Some(Call::Report) => {
                 if let Ok(mut r) = self.check_report.lock() {
                     *r = Some((args[0], args[1]));

@@ -10,6 +10,7 @@ use crate::hostfile::HostFile;
 use crate::mm::addrspace::{AddressSpace, Backing, Vma};
 use crate::mm::frame::{self, Zero};
 use crate::mm::pagetable::page_of;
+use crate::mm::Mm;
 use alloc::vec;
 use alloc::vec::Vec;
 use qlib::elf::{self, Header, ProgramHeader, PF_R, PF_W, PF_X, PT_INTERP, PT_LOAD, PT_PHDR};
@@ -282,13 +283,20 @@ pub fn build_stack(mm: &mut AddressSpace, stack_top: u64, img: &Loaded, a: &Stac
         block[i * 8..i * 8 + 8].copy_from_slice(&word.to_le_bytes());
     }
     debug_assert!((w.len() * 8) <= top);
-    write_user_pages(mm, block_start, &block)?;
+    write_space_pages(mm, block_start, &block)?;
     Ok(sp)
 }
 
-/// Writes `data` at user address `va` of `mm` (not necessarily the current
-/// address space) through the direct map, faulting pages in.
-pub fn write_user_pages(mm: &mut AddressSpace, va: u64, data: &[u8]) -> Result<(), Errno> {
+/// Writes `data` at user address `va` of an address space that is in use
+/// (not necessarily the current one), faulting pages in. Call `mm.finish()`
+/// afterwards.
+pub fn write_user_pages(mm: &Mm, va: u64, data: &[u8]) -> Result<(), Errno> {
+    write_space_pages(&mm.space.read(), va, data)
+}
+
+/// Writes `data` at user address `va` of `mm` through the direct map,
+/// faulting pages in (breaking copy-on-write sharing).
+pub fn write_space_pages(mm: &AddressSpace, va: u64, data: &[u8]) -> Result<(), Errno> {
     mm.populate(va, data.len() as u64, true)?;
     let mut done = 0usize;
     while done < data.len() {

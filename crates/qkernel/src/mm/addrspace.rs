@@ -1,28 +1,42 @@
-//! User address spaces: virtual memory areas (VMAs), demand paging, brk,
-//! mmap/munmap/mprotect of anonymous memory, and the frames behind user
-//! buffers for zero-copy host I/O.
+//! User address spaces: virtual memory areas (VMAs), demand paging,
+//! copy-on-write, brk, mmap/munmap/mprotect/mremap of anonymous memory, and
+//! the frames behind user buffers for zero-copy host I/O.
 //!
-//! Frames are allocated on first touch from the zero pool, so a page the
-//! program never touches costs nothing and a fresh page costs no zeroing.
+//! Locking (see `Mm`): page faults and user-buffer resolution run under the
+//! shared lock and touch only page-table entries, atomically; everything
+//! that changes VMAs or removes/narrows mappings runs under the exclusive
+//! lock and records frames to free and whether other vCPUs must flush their
+//! TLBs; `Mm::finish` does both after the lock is released.
+//!
+//! Frames are allocated on first touch from the zero pool, so an untouched
+//! page costs nothing and a fresh page costs no zeroing.
 
 use super::frame::{self, Zero};
-use super::pagetable::{page_of, PageTable, PTE_ADDR, PTE_NX, PTE_P, PTE_PROTNONE, PTE_U, PTE_W};
+use super::pagetable::{page_of, PageTable, PTE_ADDR, PTE_COW, PTE_NX, PTE_P, PTE_PROTNONE, PTE_U, PTE_W};
 use crate::arch::x86_64::cpu;
+use crate::sync::SpinLock;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use qlib::hcall::GuestIovec;
-use qlib::layout::{align_up, PAGE_SIZE, USER_END};
+use qlib::layout::{align_up, phys_to_virt, PAGE_SIZE, USER_END};
 use qlib::linux::consts::mman::*;
 use qlib::linux::Errno;
 
 /// Lowest address mmap hands out (like Linux's default mmap_min_addr).
 pub const MMAP_MIN_ADDR: u64 = 0x10000;
+/// How far below a grows-down area a fault may extend it (Linux's stack guard gap).
+pub const STACK_GUARD_GAP: u64 = 256 * PAGE_SIZE;
 
 /// What backs a VMA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backing {
-    /// Private anonymous memory (zero-filled on demand).
+    /// Private anonymous memory (zero-filled on demand, copied on write
+    /// after fork).
     Anon,
+    /// Shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS): fork shares the
+    /// frames, writes are seen by every sharer.
+    SharedAnon,
 }
 
 /// A virtual memory area: `[start, end)`, page aligned.
@@ -43,6 +57,19 @@ pub enum Access {
     Read,
     Write,
     Exec,
+}
+
+/// Why a fault could not be resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// No mapping (SIGSEGV, SEGV_MAPERR).
+    Unmapped,
+    /// Mapping forbids the access (SIGSEGV, SEGV_ACCERR).
+    Protection,
+    /// Out of memory (the process is killed).
+    NoMemory,
+    /// A grows-down area must be extended first (needs the exclusive lock).
+    Grow,
 }
 
 fn pte_flags(prot: u64) -> u64 {
@@ -67,7 +94,11 @@ pub struct AddressSpace {
     /// mmap allocates top-down below this address.
     pub mmap_base: u64,
     /// Pages currently mapped to frames.
-    pub resident_pages: u64,
+    resident: AtomicU64,
+    /// Frames to free once no vCPU can still use them (after a shootdown).
+    deferred: SpinLock<Vec<u64>>,
+    /// Other vCPUs must flush before `deferred` is freed.
+    flush: AtomicBool,
 }
 
 impl AddressSpace {
@@ -79,13 +110,26 @@ impl AddressSpace {
             brk_start: 0,
             brk: 0,
             mmap_base,
-            resident_pages: 0,
+            resident: AtomicU64::new(0),
+            deferred: SpinLock::new(Vec::new()),
+            flush: AtomicBool::new(false),
         })
     }
 
     /// The CR3 value.
     pub fn root(&self) -> u64 {
         self.pt.root()
+    }
+
+    /// Pages mapped to frames.
+    pub fn resident_pages(&self) -> u64 {
+        self.resident.load(Ordering::Relaxed)
+    }
+
+    /// Takes the frames to free and whether a shootdown is needed first.
+    pub fn take_deferred(&self) -> (bool, Vec<u64>) {
+        let flush = self.flush.swap(false, Ordering::AcqRel);
+        (flush, core::mem::take(&mut *self.deferred.lock()))
     }
 
     /// The VMA containing `addr`.
@@ -121,17 +165,27 @@ impl AddressSpace {
         (start >= MMAP_MIN_ADDR).then_some(start)
     }
 
-    /// Unmaps and frees the frames of `[start, end)` (page aligned), flushing
-    /// this vCPU's TLB entries.
-    fn release_pages(&mut self, start: u64, end: u64) {
+    /// Drops one reference to a frame that left a mapping.
+    fn drop_frame(&self, pa: u64) {
+        if frame::ref_dec(pa) == 0 {
+            self.deferred.lock().push(pa);
+        }
+    }
+
+    /// Unmaps `[start, end)` (page aligned), releasing the frames once
+    /// other vCPUs have flushed (see `Mm::finish`).
+    fn release_pages(&self, start: u64, end: u64) {
         let mut freed = 0;
         self.pt.for_each_mapped(start, end, |va, e| {
-            frame::free_frame(*e & PTE_ADDR);
-            *e = 0;
+            let old = e.swap(0, Ordering::AcqRel);
+            self.drop_frame(old & PTE_ADDR);
             cpu::invlpg(va);
             freed += 1;
         });
-        self.resident_pages -= freed;
+        if freed > 0 {
+            self.resident.fetch_sub(freed, Ordering::Relaxed);
+            self.flush.store(true, Ordering::Release);
+        }
     }
 
     /// Removes `[start, end)` from the VMA map, splitting VMAs at the edges.
@@ -139,9 +193,7 @@ impl AddressSpace {
         let mut removed = Vec::new();
         let keys: Vec<u64> = self.vmas.range(start + 1..).take_while(|(_, v)| v.start < end).map(|(k, _)| *k).collect();
         for k in keys {
-            let Some(v) = self.vmas.remove(&k) else {
-                continue;
-            };
+            let Some(v) = self.vmas.remove(&k) else { continue };
             if v.start < start {
                 self.vmas.insert(start, Vma { end: start, ..v });
             }
@@ -153,15 +205,20 @@ impl AddressSpace {
         removed
     }
 
+    fn range_end(start: u64, len: u64, err: Errno) -> Result<u64, Errno> {
+        let end = align_up(start.checked_add(len).ok_or(err)?, PAGE_SIZE).ok_or(err)?;
+        if end > USER_END {
+            return Err(err);
+        }
+        Ok(end)
+    }
+
     /// munmap: removes mappings in `[start, start + len)`.
     pub fn unmap(&mut self, start: u64, len: u64) -> Result<(), Errno> {
         if !start.is_multiple_of(PAGE_SIZE) || len == 0 {
             return Err(Errno::EINVAL);
         }
-        let end = align_up(start.checked_add(len).ok_or(Errno::EINVAL)?, PAGE_SIZE).ok_or(Errno::EINVAL)?;
-        if end > USER_END {
-            return Err(Errno::EINVAL);
-        }
+        let end = Self::range_end(start, len, Errno::EINVAL)?;
         self.carve(start, end);
         self.release_pages(start, end);
         Ok(())
@@ -170,21 +227,22 @@ impl AddressSpace {
     /// MADV_DONTNEED on private anonymous memory: drop the frames; the next
     /// touch reads zeros.
     pub fn discard(&mut self, start: u64, len: u64) -> Result<(), Errno> {
-        let end = align_up(start.checked_add(len).ok_or(Errno::EINVAL)?, PAGE_SIZE).ok_or(Errno::EINVAL)?;
-        if end > USER_END {
-            return Err(Errno::EINVAL);
-        }
+        let end = Self::range_end(start, len, Errno::EINVAL)?;
         self.release_pages(start, end);
         Ok(())
     }
 
-    /// mmap of anonymous private memory (file and shared mappings come with
-    /// the VFS). Returns the address.
+    /// mmap of anonymous memory. Returns the address.
     pub fn map_anon(&mut self, addr: u64, len: u64, prot: u64, flags: u64) -> Result<u64, Errno> {
         if len == 0 {
             return Err(Errno::EINVAL);
         }
         let len = align_up(len, PAGE_SIZE).ok_or(Errno::ENOMEM)?;
+        // The heuristic of Linux's default overcommit mode: a single mapping
+        // larger than all guest memory can never be backed.
+        if len > crate::boot::params().user_mem_limit && flags & MAP_NORESERVE == 0 {
+            return Err(Errno::ENOMEM);
+        }
         let fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0;
         let start = if fixed {
             if !addr.is_multiple_of(PAGE_SIZE) {
@@ -211,11 +269,12 @@ impl AddressSpace {
                 _ => self.find_free(len).ok_or(Errno::ENOMEM)?,
             }
         };
+        let shared = flags & MAP_TYPE != MAP_PRIVATE;
         self.insert(Vma {
             start,
             end: start + len,
             prot: prot & (PROT_READ | PROT_WRITE | PROT_EXEC),
-            backing: Backing::Anon,
+            backing: if shared { Backing::SharedAnon } else { Backing::Anon },
             grows_down: flags & MAP_GROWSDOWN != 0,
         });
         if flags & MAP_POPULATE != 0 {
@@ -232,11 +291,38 @@ impl AddressSpace {
         if prot & !(PROT_READ | PROT_WRITE | PROT_EXEC | PROT_GROWSDOWN | PROT_GROWSUP) != 0 {
             return Err(Errno::EINVAL);
         }
-        let end = align_up(start.checked_add(len).ok_or(Errno::ENOMEM)?, PAGE_SIZE).ok_or(Errno::ENOMEM)?;
-        if end > USER_END {
-            return Err(Errno::ENOMEM);
+        let end = Self::range_end(start, len, Errno::ENOMEM)?;
+        self.check_mapped(start, end)?;
+        let prot = prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
+        for v in self.carve(start, end) {
+            self.vmas.insert(v.end, Vma { prot, ..v });
         }
-        // Linux fails with ENOMEM if any page in the range is unmapped.
+        let flags = pte_flags(prot);
+        let mut changed = false;
+        self.pt.for_each_mapped(start, end, |va, e| {
+            let old = e.load(Ordering::Acquire);
+            let frame = old & PTE_ADDR;
+            let cow = old & PTE_COW;
+            let new = if prot == PROT_NONE {
+                frame | PTE_PROTNONE | cow
+            } else if cow != 0 {
+                // Still shared: stays read-only until a write copies it.
+                (frame | flags | PTE_P | cow) & !PTE_W
+            } else {
+                frame | flags | PTE_P
+            };
+            e.store(new, Ordering::Release);
+            cpu::invlpg(va);
+            changed = true;
+        });
+        if changed {
+            self.flush.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Fails with ENOMEM unless every page of `[start, end)` is mapped.
+    fn check_mapped(&self, start: u64, end: u64) -> Result<(), Errno> {
         let mut cursor = start;
         for (_, v) in self.vmas.range(start + 1..) {
             if v.start >= end {
@@ -250,17 +336,32 @@ impl AddressSpace {
         if cursor < end {
             return Err(Errno::ENOMEM);
         }
-        let prot = prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
-        for v in self.carve(start, end) {
-            self.vmas.insert(v.end, Vma { prot, ..v });
-        }
-        let flags = pte_flags(prot);
-        self.pt.for_each_mapped(start, end, |va, e| {
-            let frame = *e & PTE_ADDR;
-            *e = if prot == PROT_NONE { frame | PTE_PROTNONE } else { frame | flags | PTE_P };
-            cpu::invlpg(va);
-        });
         Ok(())
+    }
+
+    /// msync: validates the range (anonymous memory has nothing to write back).
+    pub fn msync(&self, start: u64, len: u64) -> Result<(), Errno> {
+        if !start.is_multiple_of(PAGE_SIZE) {
+            return Err(Errno::EINVAL);
+        }
+        let end = Self::range_end(start, len, Errno::ENOMEM)?;
+        self.check_mapped(start, end)
+    }
+
+    /// mincore: one byte per page, 1 when resident.
+    pub fn mincore(&self, start: u64, len: u64) -> Result<Vec<u8>, Errno> {
+        if !start.is_multiple_of(PAGE_SIZE) {
+            return Err(Errno::EINVAL);
+        }
+        let end = Self::range_end(start, len, Errno::ENOMEM)?;
+        self.check_mapped(start, end)?;
+        let mut v = Vec::with_capacity(((end - start) / PAGE_SIZE) as usize);
+        let mut va = start;
+        while va < end {
+            v.push(self.pt.mapped(va).is_some() as u8);
+            va += PAGE_SIZE;
+        }
+        Ok(v)
     }
 
     /// brk.
@@ -277,10 +378,8 @@ impl AddressSpace {
             if !self.is_free(old_end, new_end) {
                 return self.brk;
             }
-            // Extend the heap VMA (or create it).
-            let prev = self.vmas.remove(&old_end);
-            let start = match prev {
-                Some(v) if v.backing == Backing::Anon => v.start,
+            let start = match self.vmas.remove(&old_end) {
+                Some(v) if v.backing == Backing::Anon && !v.grows_down && v.start >= self.brk_start => v.start,
                 Some(v) => {
                     self.vmas.insert(v.end, v);
                     old_end
@@ -301,42 +400,186 @@ impl AddressSpace {
         new
     }
 
-    /// Handles a page fault at `addr`. `present` is the #PF P bit.
-    pub fn fault(&mut self, addr: u64, access: Access) -> Result<(), Errno> {
-        let vma = *self.find(addr).ok_or(Errno::EFAULT)?;
+    /// mremap.
+    pub fn remap(&mut self, old: u64, old_len: u64, new_len: u64, flags: u64, new_addr: u64) -> Result<u64, Errno> {
+        if !old.is_multiple_of(PAGE_SIZE) || flags & !(MREMAP_MAYMOVE | MREMAP_FIXED) != 0 || new_len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        if flags & MREMAP_FIXED != 0 && flags & MREMAP_MAYMOVE == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let old_len = align_up(old_len, PAGE_SIZE).ok_or(Errno::EINVAL)?;
+        let new_len = align_up(new_len, PAGE_SIZE).ok_or(Errno::EINVAL)?;
+        let vma = *self.find(old).ok_or(Errno::EFAULT)?;
+        if old + old_len > vma.end {
+            return Err(Errno::EFAULT);
+        }
+        if flags & MREMAP_FIXED == 0 {
+            if new_len <= old_len {
+                if new_len < old_len {
+                    self.unmap(old + new_len, old_len - new_len)?;
+                }
+                return Ok(old);
+            }
+            // Grow in place when the space after it is free.
+            let grow_end = old.checked_add(new_len).ok_or(Errno::ENOMEM)?;
+            if old + old_len == vma.end && grow_end <= USER_END && self.is_free(vma.end, grow_end) {
+                self.vmas.remove(&vma.end);
+                self.vmas.insert(grow_end, Vma { end: grow_end, ..vma });
+                return Ok(old);
+            }
+            if flags & MREMAP_MAYMOVE == 0 {
+                return Err(Errno::ENOMEM);
+            }
+        }
+        let dest = if flags & MREMAP_FIXED != 0 {
+            if !new_addr.is_multiple_of(PAGE_SIZE) {
+                return Err(Errno::EINVAL);
+            }
+            let dend = new_addr.checked_add(new_len).ok_or(Errno::EINVAL)?;
+            if dend > USER_END || (new_addr < old + old_len && dend > old) {
+                return Err(Errno::EINVAL);
+            }
+            self.unmap(new_addr, new_len)?;
+            new_addr
+        } else {
+            self.find_free(new_len).ok_or(Errno::ENOMEM)?
+        };
+        // Move the pages' entries, then the VMA.
+        let moved = old_len.min(new_len);
+        let mut moves: Vec<(u64, u64)> = Vec::new();
+        self.pt.for_each_mapped(old, old + moved, |va, e| {
+            moves.push((va, e.swap(0, Ordering::AcqRel)));
+            cpu::invlpg(va);
+        });
+        for (va, entry) in moves {
+            if let Some(e) = self.pt.entry(dest + (va - old), true) {
+                e.store(entry, Ordering::Release);
+            }
+        }
+        self.flush.store(true, Ordering::Release);
+        self.carve(old, old + old_len);
+        if old_len > moved {
+            self.release_pages(old + moved, old + old_len);
+        }
+        self.insert(Vma { start: dest, end: dest + new_len, ..vma });
+        Ok(dest)
+    }
+
+    /// Extends a grows-down area down to the page of `addr` (exclusive lock).
+    pub fn grow_down(&mut self, addr: u64) -> Result<(), Errno> {
+        let page = page_of(addr);
+        let (&key, vma) = self.vmas.range(addr + 1..).next().ok_or(Errno::EFAULT)?;
+        if !vma.grows_down || vma.start <= page || vma.start - page > STACK_GUARD_GAP {
+            return Err(Errno::EFAULT);
+        }
+        if !self.is_free(page, vma.start) {
+            return Err(Errno::EFAULT);
+        }
+        let v = Vma { start: page, ..*vma };
+        self.vmas.insert(key, v);
+        Ok(())
+    }
+
+    /// Handles a page fault at `addr` (shared lock suffices).
+    pub fn fault(&self, addr: u64, access: Access) -> Result<(), Fault> {
+        let vma = match self.find(addr) {
+            Some(v) => *v,
+            None => {
+                // Just below a grows-down area: it may be extended.
+                if let Some((_, v)) = self.vmas.range(addr + 1..).next() {
+                    if v.grows_down && v.start > addr && v.start - page_of(addr) <= STACK_GUARD_GAP {
+                        return Err(Fault::Grow);
+                    }
+                }
+                return Err(Fault::Unmapped);
+            }
+        };
         let allowed = match access {
             Access::Read => vma.prot & (PROT_READ | PROT_WRITE | PROT_EXEC) != 0,
             Access::Write => vma.prot & PROT_WRITE != 0,
             Access::Exec => vma.prot & PROT_EXEC != 0,
         };
         if !allowed {
-            return Err(Errno::EACCES);
+            return Err(Fault::Protection);
         }
         let va = page_of(addr);
-        if self.pt.lookup(va).is_some() {
-            // Present with the right VMA permissions: another vCPU resolved
-            // it, or a stale TLB entry. Nothing to do.
+        let entry = self.pt.entry(va, true).ok_or(Fault::NoMemory)?;
+        loop {
+            let old = entry.load(Ordering::Acquire);
+            if old & PTE_P == 0 && old & PTE_PROTNONE == 0 {
+                // Not mapped yet: a zero frame.
+                let pa = frame::alloc_frame(Zero::Yes).ok_or(Fault::NoMemory)?;
+                frame::ref_init(pa);
+                let new = pa | pte_flags(vma.prot) | PTE_P;
+                if entry.compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                    frame::ref_dec(pa);
+                    frame::free_frame(pa);
+                    continue;
+                }
+                self.resident.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+            if old & PTE_P == 0 {
+                // PROT_NONE entry under a VMA that allows access: mprotect is
+                // rewriting it; retry.
+                cpu::pause();
+                continue;
+            }
+            if access == Access::Write && old & PTE_W == 0 {
+                return self.break_cow(va, entry, old, &vma);
+            }
+            // Present with the right permissions: another vCPU resolved it,
+            // or our TLB was stale.
             cpu::invlpg(va);
             return Ok(());
         }
-        let pa = frame::alloc_frame(Zero::Yes).ok_or(Errno::ENOMEM)?;
-        if self.pt.map(va, pa, pte_flags(vma.prot)).is_none() {
-            frame::free_frame(pa);
-            return Err(Errno::ENOMEM);
+    }
+
+    /// A write to a read-only page of a writable area: copy-on-write.
+    fn break_cow(&self, va: u64, entry: &AtomicU64, old: u64, vma: &Vma) -> Result<(), Fault> {
+        let old_pa = old & PTE_ADDR;
+        let flags = pte_flags(vma.prot);
+        if frame::ref_count(old_pa) == 1 {
+            // The last user: take the frame over.
+            let new = old_pa | flags | PTE_P;
+            let _ = entry.compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire);
+            cpu::invlpg(va);
+            return Ok(());
         }
-        self.resident_pages += 1;
+        let pa = frame::alloc_frame(Zero::No).ok_or(Fault::NoMemory)?;
+        // SAFETY: both frames are mapped by the direct map; the new one is
+        // ours, the old one is read-only to everyone while shared.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                phys_to_virt(old_pa) as *const u8,
+                phys_to_virt(pa) as *mut u8,
+                PAGE_SIZE as usize,
+            )
+        };
+        frame::ref_init(pa);
+        let new = pa | flags | PTE_P;
+        if entry.compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            frame::ref_dec(pa);
+            frame::free_frame(pa);
+            return Ok(());
+        }
+        cpu::invlpg(va);
+        self.drop_frame(old_pa);
+        // Other vCPUs may still read the old frame through stale entries.
+        self.flush.store(true, Ordering::Release);
         Ok(())
     }
 
     /// Makes every page of `[start, start + len)` present (writable when
     /// `write`), faulting them in.
-    pub fn populate(&mut self, start: u64, len: u64, write: bool) -> Result<(), Errno> {
+    pub fn populate(&self, start: u64, len: u64, write: bool) -> Result<(), Errno> {
         let end = start.checked_add(len).ok_or(Errno::EFAULT)?;
         let mut va = page_of(start);
         while va < end {
             match self.pt.lookup(va) {
                 Some(e) if !write || e & PTE_W != 0 => {}
-                _ => self.fault(va, if write { Access::Write } else { Access::Read })?,
+                _ => self.fault(va, if write { Access::Write } else { Access::Read }).map_err(fault_errno)?,
             }
             va += PAGE_SIZE;
         }
@@ -346,7 +589,7 @@ impl AddressSpace {
     /// The guest-physical ranges behind the user buffer `[addr, addr+len)`,
     /// faulted in first (writable when `write`), with physically contiguous
     /// pages merged. The host moves data straight into/out of them.
-    pub fn user_frames(&mut self, addr: u64, len: u64, write: bool, out: &mut Vec<GuestIovec>) -> Result<(), Errno> {
+    pub fn user_frames(&self, addr: u64, len: u64, write: bool, out: &mut Vec<GuestIovec>) -> Result<(), Errno> {
         crate::arch::x86_64::usercopy::check_user_range(addr, len)?;
         let end = addr + len;
         let mut va = addr;
@@ -372,13 +615,14 @@ impl AddressSpace {
 
     /// Maps a frame the caller allocated and filled at `va` with `prot`.
     pub fn map_frame(&mut self, va: u64, pa: u64, prot: u64) -> Result<(), Errno> {
+        frame::ref_init(pa);
         self.pt.map(va, pa, pte_flags(prot)).ok_or(Errno::ENOMEM)?;
-        self.resident_pages += 1;
+        self.resident.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     /// The frame mapped at `va`, if any.
-    pub fn frame_at(&mut self, va: u64) -> Option<u64> {
+    pub fn frame_at(&self, va: u64) -> Option<u64> {
         self.pt.lookup(page_of(va)).map(|e| e & PTE_ADDR)
     }
 
@@ -386,11 +630,64 @@ impl AddressSpace {
     pub fn vmas(&self) -> impl Iterator<Item = &Vma> {
         self.vmas.values()
     }
+
+    /// fork: a copy-on-write copy. Writable private pages become read-only in
+    /// both spaces and are copied at the first write; shared areas share
+    /// their frames. The caller flushes the other vCPUs running this space.
+    pub fn fork(&self) -> Option<AddressSpace> {
+        let mut child = AddressSpace::new(self.mmap_base)?;
+        child.brk_start = self.brk_start;
+        child.brk = self.brk;
+        child.vmas = self.vmas.clone();
+        let mut ok = true;
+        let mut count = 0;
+        for v in self.vmas.values() {
+            let shared = v.backing == Backing::SharedAnon;
+            self.pt.for_each_mapped(v.start, v.end, |va, e| {
+                let mut entry = e.load(Ordering::Acquire);
+                if !shared && entry & PTE_P != 0 && entry & PTE_W != 0 {
+                    let ro = (entry & !PTE_W) | PTE_COW;
+                    // A concurrent fault may only have set accessed/dirty bits.
+                    while let Err(cur) = e.compare_exchange(entry, ro, Ordering::AcqRel, Ordering::Acquire) {
+                        entry = cur;
+                    }
+                    entry = ro;
+                    cpu::invlpg(va);
+                } else if !shared {
+                    entry |= PTE_COW;
+                    e.fetch_or(PTE_COW, Ordering::AcqRel);
+                }
+                match child.pt.entry(va, true) {
+                    Some(ce) => {
+                        frame::ref_inc(entry & PTE_ADDR);
+                        ce.store(entry, Ordering::Release);
+                        count += 1;
+                    }
+                    None => ok = false,
+                }
+            });
+        }
+        child.resident.store(count, Ordering::Relaxed);
+        self.flush.store(true, Ordering::Release);
+        ok.then_some(child)
+    }
+}
+
+/// The errno a failed fault means for a kernel access.
+pub fn fault_errno(f: Fault) -> Errno {
+    match f {
+        Fault::NoMemory => Errno::ENOMEM,
+        _ => Errno::EFAULT,
+    }
 }
 
 impl Drop for AddressSpace {
     fn drop(&mut self) {
         self.release_pages(0, USER_END);
+        // Nobody runs this space any more: free at once.
+        for pa in core::mem::take(&mut *self.deferred.lock()) {
+            frame::free_frame(pa);
+        }
         self.pt.destroy();
     }
 }

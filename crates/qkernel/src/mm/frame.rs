@@ -13,7 +13,8 @@
 //!
 //! Orders: a block of order `k` is `2^k` contiguous frames.
 
-use crate::sync::SpinLock;
+use crate::sync::{Once, SpinLock};
+use core::sync::atomic::{AtomicU16, Ordering};
 use qlib::layout::{phys_to_virt, PAGE_SIZE};
 
 /// Largest block order (2^MAX_ORDER frames = 4 MiB).
@@ -33,16 +34,67 @@ struct Frames {
     zero_end: u64,
     free: [u64; MAX_ORDER + 1],
     free_bytes_dirty: u64,
+    /// Single frames handed back to the host (hole-punched): zero again,
+    /// and not touched (the list lives in the heap, not in the frames).
+    zeroed: alloc::vec::Vec<u64>,
 }
 
-static FRAMES: SpinLock<Frames> =
-    SpinLock::new(Frames { zero_next: 0, zero_end: 0, free: [0; MAX_ORDER + 1], free_bytes_dirty: 0 });
+static FRAMES: SpinLock<Frames> = SpinLock::new(Frames {
+    zero_next: 0,
+    zero_end: 0,
+    free: [0; MAX_ORDER + 1],
+    free_bytes_dirty: 0,
+    zeroed: alloc::vec::Vec::new(),
+});
 
-/// Hands the allocator the free range `[start, end)` (page aligned).
+/// Per-frame reference counts of user-mapped frames (copy-on-write sharing),
+/// indexed by frame number. Allocated from the zero pool, so it costs no
+/// initialisation.
+static REFS: Once<&'static [AtomicU16]> = Once::new();
+
+/// Hands the allocator the free range `[start, end)` (page aligned) and
+/// carves the reference-count table from its start.
 pub fn init(start: u64, end: u64) {
-    let mut f = FRAMES.lock();
-    f.zero_next = start;
-    f.zero_end = end;
+    let frames = end / PAGE_SIZE;
+    let table_bytes = qlib::layout::align_up(frames * 2, PAGE_SIZE).unwrap_or(end);
+    {
+        let mut f = FRAMES.lock();
+        f.zero_next = start + table_bytes;
+        f.zero_end = end;
+    }
+    // SAFETY: the range is fresh (zero) memory owned by nobody else, mapped
+    // by the direct map; AtomicU16 has the layout of u16, zero is 0.
+    let table = unsafe { core::slice::from_raw_parts(phys_to_virt(start) as *const AtomicU16, frames as usize) };
+    // SAFETY: boot vCPU, before any other user of the table.
+    unsafe { REFS.init(table) };
+}
+
+fn refs(pa: u64) -> &'static AtomicU16 {
+    &REFS.get()[(pa / PAGE_SIZE) as usize]
+}
+
+/// Sets the reference count of a frame newly mapped into user memory.
+#[inline]
+pub fn ref_init(pa: u64) {
+    refs(pa).store(1, Ordering::Relaxed);
+}
+
+/// Adds a reference (fork, shared mapping).
+#[inline]
+pub fn ref_inc(pa: u64) {
+    refs(pa).fetch_add(1, Ordering::Relaxed);
+}
+
+/// Drops a reference; returns the remaining count (0: free the frame).
+#[inline]
+pub fn ref_dec(pa: u64) -> u16 {
+    refs(pa).fetch_sub(1, Ordering::AcqRel) - 1
+}
+
+/// Current reference count.
+#[inline]
+pub fn ref_count(pa: u64) -> u16 {
+    refs(pa).load(Ordering::Acquire)
 }
 
 fn block_bytes(order: usize) -> u64 {
@@ -116,6 +168,7 @@ pub fn alloc(order: usize, zero: Zero) -> Option<u64> {
                 None => (split_from_larger(&mut f, order)?, true),
             },
         },
+        Zero::Yes if order == 0 && !f.zeroed.is_empty() => (f.zeroed.pop().expect("not empty"), false),
         Zero::Yes => match from_zero_pool(&mut f, order) {
             Some(pa) => (pa, false),
             None => match pop(&mut f, order) {
@@ -153,7 +206,54 @@ pub fn free_frame(pa: u64) {
 /// Bytes currently free (both pools).
 pub fn free_bytes() -> u64 {
     let f = FRAMES.lock();
-    (f.zero_end - f.zero_next) + f.free_bytes_dirty
+    (f.zero_end - f.zero_next) + f.free_bytes_dirty + f.zeroed.len() as u64 * PAGE_SIZE
+}
+
+/// Dirty single frames beyond which freed memory is handed back to the host.
+const RECLAIM_THRESHOLD: u64 = 4096; // 16 MiB
+
+/// Hands free dirty single frames back to the host (hole punch) so the
+/// sandbox's memory shrinks; they come back zeroed, so later zero-page
+/// allocations need no zeroing. Called when a process exits.
+pub fn reclaim() {
+    let mut batch: alloc::vec::Vec<u64> = alloc::vec::Vec::new();
+    loop {
+        {
+            let mut f = FRAMES.lock();
+            if f.free_bytes_dirty / PAGE_SIZE < RECLAIM_THRESHOLD && batch.is_empty() {
+                return;
+            }
+            while batch.len() < qlib::hcall::MAX_IOVECS {
+                match pop(&mut f, 0) {
+                    Some(pa) => batch.push(pa),
+                    None => break,
+                }
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
+        batch.sort_unstable();
+        let mut iovs: alloc::vec::Vec<qlib::hcall::GuestIovec> = alloc::vec::Vec::new();
+        for &pa in &batch {
+            match iovs.last_mut() {
+                Some(l) if l.gpa + l.len == pa => l.len += PAGE_SIZE,
+                _ => iovs.push(qlib::hcall::GuestIovec { gpa: pa, len: PAGE_SIZE }),
+            }
+        }
+        let punched = crate::hcall::discard(&iovs).is_ok();
+        let mut f = FRAMES.lock();
+        for pa in batch.drain(..) {
+            if punched {
+                f.zeroed.push(pa);
+            } else {
+                push(&mut f, pa, 0);
+            }
+        }
+        if !punched || f.free_bytes_dirty / PAGE_SIZE < RECLAIM_THRESHOLD {
+            return;
+        }
+    }
 }
 
 /// The smallest order whose block holds `bytes`.

@@ -5,8 +5,14 @@
 //! space copies those slots from the template. The lower half belongs to one
 //! address space; intermediate tables are created on demand with U|W|P (the
 //! leaf entry decides the real permissions) and freed with the space.
+//!
+//! Entries are read and written atomically: page faults run concurrently
+//! under the address space's shared lock and install entries with
+//! compare-and-swap; changes that remove or narrow mappings run under the
+//! exclusive lock.
 
 use super::frame::{self, Zero};
+use core::sync::atomic::{AtomicU64, Ordering};
 use qlib::layout::{phys_to_virt, PAGE_SIZE, USER_END};
 
 pub const PTE_P: u64 = 1 << 0;
@@ -16,7 +22,7 @@ pub const PTE_A: u64 = 1 << 5;
 pub const PTE_D: u64 = 1 << 6;
 pub const PTE_PS: u64 = 1 << 7;
 pub const PTE_G: u64 = 1 << 8;
-/// Software bit: the frame is shared copy-on-write (write-protected on purpose).
+/// Software bit: the frame may be shared; write faults copy it first.
 pub const PTE_COW: u64 = 1 << 9;
 /// Software bit: a PROT_NONE page that keeps its frame (P is clear, so any
 /// access faults; mprotect back restores P).
@@ -26,10 +32,10 @@ pub const PTE_NX: u64 = 1 << 63;
 pub const PTE_ADDR: u64 = 0x000f_ffff_ffff_f000;
 
 #[inline(always)]
-fn table(pa: u64) -> &'static mut [u64; 512] {
-    // SAFETY: page-table frames are owned by their address space and mapped by
-    // the direct map; callers hold the address space's lock.
-    unsafe { &mut *(phys_to_virt(pa) as *mut [u64; 512]) }
+fn table(pa: u64) -> &'static [AtomicU64; 512] {
+    // SAFETY: page-table frames are owned by their address space and mapped
+    // by the direct map; entries are only accessed atomically.
+    unsafe { &*(phys_to_virt(pa) as *const [AtomicU64; 512]) }
 }
 
 #[inline(always)]
@@ -47,7 +53,10 @@ impl PageTable {
     pub fn new() -> Option<PageTable> {
         let pml4 = frame::alloc_frame(Zero::Yes)?;
         let template = table(crate::boot::params().kernel_pml4_pa);
-        table(pml4)[256..].copy_from_slice(&template[256..]);
+        let t = table(pml4);
+        for i in 256..512 {
+            t[i].store(template[i].load(Ordering::Relaxed), Ordering::Relaxed);
+        }
         Some(PageTable { pml4 })
     }
 
@@ -56,70 +65,79 @@ impl PageTable {
         self.pml4
     }
 
-    /// The leaf entry for `va`, creating intermediate tables when `create`.
-    pub fn entry(&mut self, va: u64, create: bool) -> Option<&'static mut u64> {
+    /// The leaf entry for `va`, creating intermediate tables when `create`
+    /// (safe against concurrent creators).
+    pub fn entry(&self, va: u64, create: bool) -> Option<&'static AtomicU64> {
         debug_assert!(va < USER_END);
         let mut t = self.pml4;
         for level in (1..4).rev() {
-            let e = &mut table(t)[index(va, level)];
-            if *e & PTE_P == 0 {
+            let e = &table(t)[index(va, level)];
+            let mut v = e.load(Ordering::Acquire);
+            if v & PTE_P == 0 {
                 if !create {
                     return None;
                 }
                 let next = frame::alloc_frame(Zero::Yes)?;
-                *e = next | PTE_P | PTE_W | PTE_U;
+                match e.compare_exchange(0, next | PTE_P | PTE_W | PTE_U, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => v = next | PTE_P,
+                    Err(existing) => {
+                        frame::free_frame(next);
+                        v = existing;
+                    }
+                }
             }
-            t = *e & PTE_ADDR;
+            t = v & PTE_ADDR;
         }
-        Some(&mut table(t)[index(va, 0)])
+        Some(&table(t)[index(va, 0)])
     }
 
     /// The present leaf entry for `va`.
-    pub fn lookup(&mut self, va: u64) -> Option<u64> {
-        let e = *self.entry(va, false)?;
+    pub fn lookup(&self, va: u64) -> Option<u64> {
+        let e = self.entry(va, false)?.load(Ordering::Acquire);
         (e & PTE_P != 0).then_some(e)
     }
 
-    /// Maps `va` to frame `pa` with `flags` (PTE_P added).
-    pub fn map(&mut self, va: u64, pa: u64, flags: u64) -> Option<()> {
-        *self.entry(va, true)? = pa | flags | PTE_P;
+    /// The entry for `va` if it holds a frame (present or PROT_NONE).
+    pub fn mapped(&self, va: u64) -> Option<u64> {
+        let e = self.entry(va, false)?.load(Ordering::Acquire);
+        (e & (PTE_P | PTE_PROTNONE) != 0).then_some(e)
+    }
+
+    /// Maps `va` to frame `pa` with `flags` (PTE_P added), replacing any entry.
+    pub fn map(&self, va: u64, pa: u64, flags: u64) -> Option<()> {
+        self.entry(va, true)?.store(pa | flags | PTE_P, Ordering::Release);
         Some(())
     }
 
-    /// Removes the mapping of `va`; returns the old entry if it was present.
-    /// The caller flushes the TLB.
-    pub fn unmap(&mut self, va: u64) -> Option<u64> {
-        let e = self.entry(va, false)?;
-        let old = *e;
-        *e = 0;
-        (old & PTE_P != 0).then_some(old)
+    /// Installs `new` at `va` only if the entry still equals `old`.
+    pub fn replace(&self, va: u64, old: u64, new: u64) -> Result<(), u64> {
+        match self.entry(va, true) {
+            Some(e) => e.compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire).map(|_| ()),
+            None => Err(old),
+        }
     }
 
     /// Calls `f(va, entry)` for every leaf entry in `[start, end)` that holds
     /// a frame (present, or PROT_NONE), skipping absent tables wholesale.
-    pub fn for_each_mapped(&mut self, start: u64, end: u64, mut f: impl FnMut(u64, &mut u64)) {
-        fn walk(t: u64, level: u32, base: u64, start: u64, end: u64, f: &mut dyn FnMut(u64, &mut u64)) {
+    pub fn for_each_mapped(&self, start: u64, end: u64, mut f: impl FnMut(u64, &AtomicU64)) {
+        fn walk(t: u64, level: u32, base: u64, start: u64, end: u64, f: &mut dyn FnMut(u64, &AtomicU64)) {
             let span = 1u64 << (12 + 9 * level);
             let tab = table(t);
             let first = if start > base { ((start - base) / span) as usize } else { 0 };
-            for (i, e) in tab.iter_mut().enumerate().skip(first) {
+            for (i, e) in tab.iter().enumerate().skip(first) {
                 let va = base + i as u64 * span;
                 if va >= end {
                     break;
                 }
+                let v = e.load(Ordering::Acquire);
                 if level == 0 {
-                    if *e & (PTE_P | PTE_PROTNONE) != 0 {
+                    if v & (PTE_P | PTE_PROTNONE) != 0 {
                         f(va, e);
                     }
                     continue;
                 }
-                if *e & PTE_P == 0 {
-                    continue;
-                }
-                if level == 0 {
-                    f(va, e);
-                } else {
-                    walk(*e & PTE_ADDR, level - 1, va, start, end, f);
+                if v & PTE_P != 0 {
+                    walk(v & PTE_ADDR, level - 1, va, start, end, f);
                 }
             }
         }
@@ -127,21 +145,25 @@ impl PageTable {
     }
 
     /// Frees every lower-half table (not the frames the leaves point to:
-    /// the address space frees those first) and the PML4. The table must not
-    /// be used afterwards.
+    /// the address space releases those first) and the PML4. The table must
+    /// not be used afterwards.
     pub fn destroy(&mut self) {
         fn free_level(t: u64, level: u32) {
             for e in table(t).iter() {
-                if *e & PTE_P != 0 && level > 0 {
-                    free_level(*e & PTE_ADDR, level - 1);
+                let v = e.load(Ordering::Relaxed);
+                if v & PTE_P != 0 && level > 0 {
+                    free_level(v & PTE_ADDR, level - 1);
                 }
             }
             frame::free_frame(t);
         }
+        if self.pml4 == 0 {
+            return;
+        }
         for i in 0..256 {
-            let e = table(self.pml4)[i];
-            if e & PTE_P != 0 {
-                free_level(e & PTE_ADDR, 2);
+            let v = table(self.pml4)[i].load(Ordering::Relaxed);
+            if v & PTE_P != 0 {
+                free_level(v & PTE_ADDR, 2);
             }
         }
         frame::free_frame(self.pml4);

@@ -10,9 +10,11 @@
 //! frame: arguments in rdi, rsi, rdx, r10, r8, r9.
 
 pub mod sys_file;
+pub mod sys_futex;
 pub mod sys_identity;
 pub mod sys_info;
 pub mod sys_mmap;
+pub mod sys_signal;
 pub mod sys_test;
 pub mod sys_thread;
 pub mod sys_time;
@@ -66,46 +68,105 @@ syscall_table! {
     1 write => sys_file::write, Partial, "stdout/stderr only until the VFS exists";
     3 close => sys_file::close, Full, "";
     5 fstat => sys_file::fstat, Partial, "stdio descriptors";
-    9 mmap => sys_mmap::mmap, Partial, "anonymous private mappings";
+    9 mmap => sys_mmap::mmap, Partial, "anonymous mappings (private and shared)";
     10 mprotect => sys_mmap::mprotect, Full, "";
     11 munmap => sys_mmap::munmap, Full, "";
     12 brk => sys_mmap::brk, Full, "";
+    13 rt_sigaction => sys_signal::rt_sigaction, Full, "";
+    14 rt_sigprocmask => sys_signal::rt_sigprocmask, Full, "";
+    15 rt_sigreturn => sys_signal::rt_sigreturn, Partial, "FXSAVE state only (no AVX upper halves) in signal frames";
     16 ioctl => sys_file::ioctl, Partial, "TCGETS, TIOCGWINSZ, TCSETS, TIOCGPGRP on stdio";
     19 readv => sys_file::readv, Partial, "stdin only";
     20 writev => sys_file::writev, Partial, "stdout/stderr only";
     24 sched_yield => sys_thread::sched_yield, Full, "";
-    28 madvise => sys_mmap::madvise, Partial, "advice accepted; DONTNEED not yet applied";
+    25 mremap => sys_mmap::mremap, Partial, "MAYMOVE and FIXED; no DONTUNMAP";
+    26 msync => sys_mmap::msync, Partial, "anonymous memory only";
+    27 mincore => sys_mmap::mincore, Full, "";
+    28 madvise => sys_mmap::madvise, Partial, "DONTNEED and FREE drop pages; other advice is accepted as a hint";
+    32 dup => sys_file::dup, Full, "";
+    33 dup2 => sys_file::dup2, Full, "";
+    34 pause => sys_signal::pause, Full, "";
     35 nanosleep => sys_time::nanosleep, Full, "";
+    36 getitimer => sys_time::getitimer, Partial, "ITIMER_REAL only";
+    37 alarm => sys_time::alarm, Full, "";
+    38 setitimer => sys_time::setitimer, Partial, "ITIMER_REAL only";
     39 getpid => sys_thread::getpid, Full, "";
-    60 exit => sys_thread::exit, Partial, "single-threaded programs";
+    56 clone => sys_thread::clone, Partial, "no namespaces, no CLONE_PIDFD";
+    57 fork => sys_thread::fork, Full, "";
+    58 vfork => sys_thread::vfork, Full, "";
+    59 execve => sys_thread::execve, Partial, "static ELF programs until the VFS exists";
+    60 exit => sys_thread::exit, Full, "";
+    61 wait4 => sys_thread::wait4, Partial, "rusage reports CPU time only";
+    62 kill => sys_signal::kill, Full, "";
     63 uname => sys_info::uname, Full, "";
+    72 fcntl => sys_file::fcntl, Partial, "descriptor flags and duplication";
     89 readlink => sys_file::readlink, Partial, "/proc/self/exe only until procfs exists";
     96 gettimeofday => sys_time::gettimeofday, Full, "";
     97 getrlimit => sys_thread::getrlimit, Full, "";
+    98 getrusage => sys_thread::getrusage, Partial, "CPU time only";
+    100 times => sys_thread::times, Partial, "all CPU time counts as user time";
     102 getuid => sys_identity::getuid, Full, "";
     104 getgid => sys_identity::getgid, Full, "";
+    105 setuid => sys_identity::setuid, Full, "";
+    106 setgid => sys_identity::setgid, Full, "";
     107 geteuid => sys_identity::geteuid, Full, "";
     108 getegid => sys_identity::getegid, Full, "";
+    109 setpgid => sys_thread::setpgid, Full, "";
     110 getppid => sys_thread::getppid, Full, "";
+    111 getpgrp => sys_thread::getpgrp, Full, "";
+    112 setsid => sys_thread::setsid, Full, "";
+    113 setreuid => sys_identity::setreuid, Full, "";
+    114 setregid => sys_identity::setregid, Full, "";
     115 getgroups => sys_identity::getgroups, Full, "";
+    116 setgroups => sys_identity::setgroups, Full, "";
+    117 setresuid => sys_identity::setresuid, Full, "";
     118 getresuid => sys_identity::getresuid, Full, "";
+    119 setresgid => sys_identity::setresgid, Full, "";
     120 getresgid => sys_identity::getresgid, Full, "";
+    121 getpgid => sys_thread::getpgid, Full, "";
+    122 setfsuid => sys_identity::setfsuid, Full, "";
+    123 setfsgid => sys_identity::setfsgid, Full, "";
+    124 getsid => sys_thread::getsid, Full, "";
+    125 capget => sys_identity::capget, Full, "";
+    126 capset => sys_identity::capset, Full, "";
+    127 rt_sigpending => sys_signal::rt_sigpending, Full, "";
+    128 rt_sigtimedwait => sys_signal::rt_sigtimedwait, Full, "";
+    129 rt_sigqueueinfo => sys_signal::rt_sigqueueinfo, Full, "";
+    130 rt_sigsuspend => sys_signal::rt_sigsuspend, Full, "";
+    131 sigaltstack => sys_signal::sigaltstack, Full, "";
+    157 prctl => sys_thread::prctl, Partial, "names, death signal, dumpable, capability bounding set";
     158 arch_prctl => sys_thread::arch_prctl, Partial, "ARCH_SET/GET_FS/GS";
+    160 setrlimit => sys_thread::setrlimit, Full, "";
     186 gettid => sys_thread::gettid, Full, "";
-    201 time => sys_time::time, Full, "";
+    200 tkill => sys_signal::tkill, Full, "";
+    201 time => sys_time::time_, Full, "";
+    202 futex => sys_futex::futex, Partial, "priority-inheritance operations return ENOSYS";
+    203 sched_setaffinity => sys_thread::sched_setaffinity, Full, "";
     204 sched_getaffinity => sys_thread::sched_getaffinity, Full, "";
     218 set_tid_address => sys_thread::set_tid_address, Full, "";
+    222 timer_create => sys_time::timer_create, Partial, "SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD_ID";
+    223 timer_settime => sys_time::timer_settime, Full, "";
+    224 timer_gettime => sys_time::timer_gettime, Full, "";
+    225 timer_getoverrun => sys_time::timer_getoverrun, Full, "";
+    226 timer_delete => sys_time::timer_delete, Full, "";
     228 clock_gettime => sys_time::clock_gettime, Full, "";
     229 clock_getres => sys_time::clock_getres, Full, "";
     230 clock_nanosleep => sys_time::clock_nanosleep, Full, "";
     231 exit_group => sys_thread::exit_group, Full, "";
+    234 tgkill => sys_signal::tgkill, Full, "";
+    247 waitid => sys_thread::waitid, Partial, "rusage reports CPU time only";
     262 newfstatat => sys_file::newfstatat, Partial, "AT_EMPTY_PATH on stdio descriptors";
     267 readlinkat => sys_file::readlinkat, Partial, "/proc/self/exe only";
     273 set_robust_list => sys_thread::set_robust_list, Full, "";
     274 get_robust_list => sys_thread::get_robust_list, Full, "";
-    302 prlimit64 => sys_thread::prlimit64, Partial, "own process only";
+    292 dup3 => sys_file::dup3, Full, "";
+    297 rt_tgsigqueueinfo => sys_signal::rt_tgsigqueueinfo, Full, "";
+    302 prlimit64 => sys_thread::prlimit64, Full, "";
+    309 getcpu => sys_thread::getcpu, Full, "";
     318 getrandom => sys_info::getrandom, Full, "";
+    322 execveat => sys_thread::execveat, Partial, "absolute or cwd-relative paths until the VFS exists";
     334 rseq => sys_thread::rseq, NoSys, "glibc runs without restartable sequences";
+    435 clone3 => sys_thread::clone3, Partial, "as clone";
 }
 
 /// Numbers already reported as unimplemented (one log line per number).
@@ -138,7 +199,10 @@ pub extern "C" fn syscall_dispatch(f: &mut TrapFrame) -> u64 {
     // A user program that jumps to the entry without SYSCALL chooses RCX (the
     // return RIP); SYSRET to a non-canonical RIP would fault in the kernel.
     if f.rip >= USER_END {
-        crate::task::signal::force_fault(f, qlib::linux::consts::signal::SIGSEGV, f.rip);
+        crate::task::signal::force_fault(qlib::linux::consts::signal::SIGSEGV, crate::task::signal::code::SI_KERNEL, 0);
+        f.rip = 0;
+        crate::task::signal::exit_to_user(f);
+        return 1;
     }
     let nr = f.rax;
     let res = match TABLE.get(nr as usize) {
@@ -155,10 +219,7 @@ pub extern "C" fn syscall_dispatch(f: &mut TrapFrame) -> u64 {
         Ok(v) => v,
         Err(e) => e.to_ret() as u64,
     };
-    let task = crate::task::current();
-    let rewritten = task.frame_rewritten;
-    task.frame_rewritten = false;
-    rewritten as u64
+    crate::task::signal::exit_to_user(f) as u64
 }
 
 /// Argument accessors for readability in handlers.

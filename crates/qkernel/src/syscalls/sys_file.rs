@@ -9,7 +9,10 @@ use crate::hcall;
 use crate::task::{self, fd::File};
 use alloc::vec::Vec;
 use qlib::hcall::{Call, GuestIovec, TTY_IOCTL_ALLOWLIST};
-use qlib::linux::consts::fcntl::AT_EMPTY_PATH;
+use qlib::linux::consts::fcntl::{
+    AT_EMPTY_PATH, FD_CLOEXEC, F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_SETFD, F_SETFL, O_CLOEXEC, O_RDONLY,
+    O_WRONLY,
+};
 use qlib::linux::consts::ioctl::*;
 use qlib::linux::types::{Iovec, Stat, Termios, Winsize};
 use qlib::linux::Errno;
@@ -23,8 +26,17 @@ const UIO_MAXIOV: u64 = 1024;
 /// (Linux writes/reads the valid prefix and returns a short count).
 /// `fill` is true when the host will write into the buffers (a read).
 fn collect(bufs: &[(u64, u64)], fill: bool) -> Result<Vec<GuestIovec>, Errno> {
-    let task = task::current();
-    let mut mm = task.process.mm.lock();
+    let mm = task::mm();
+    let r = collect_in(&mm.space.read(), bufs, fill);
+    mm.finish();
+    r
+}
+
+fn collect_in(
+    mm: &crate::mm::addrspace::AddressSpace,
+    bufs: &[(u64, u64)],
+    fill: bool,
+) -> Result<Vec<GuestIovec>, Errno> {
     let mut out = Vec::new();
     let mut total = 0u64;
     for &(base, len) in bufs {
@@ -73,7 +85,7 @@ fn stdio_io(fd_num: u8, bufs: &[(u64, u64)], write: bool) -> SysResult {
 }
 
 fn rw(fd: u64, bufs: &[(u64, u64)], write: bool) -> SysResult {
-    let entry = task::current().process.files.lock().get(fd)?;
+    let entry = task::files().lock().get(fd)?;
     match entry.file {
         File::Stdio(n) => stdio_io(n, bufs, write),
     }
@@ -105,23 +117,23 @@ fn iovecs(addr: u64, count: u64) -> Result<Vec<(u64, u64)>, Errno> {
 
 pub fn readv(f: &mut TrapFrame) -> SysResult {
     let [fd, iov, cnt, ..] = args(f);
-    task::current().process.files.lock().get(fd)?;
+    task::files().lock().get(fd)?;
     rw(fd, &iovecs(iov, cnt)?, false)
 }
 
 pub fn writev(f: &mut TrapFrame) -> SysResult {
     let [fd, iov, cnt, ..] = args(f);
-    task::current().process.files.lock().get(fd)?;
+    task::files().lock().get(fd)?;
     rw(fd, &iovecs(iov, cnt)?, true)
 }
 
 pub fn close(f: &mut TrapFrame) -> SysResult {
-    task::current().process.files.lock().close(f.rdi)?;
+    task::files().lock().close(f.rdi)?;
     Ok(0)
 }
 
 fn stat_fd(fd: u64) -> Result<Stat, Errno> {
-    let entry = task::current().process.files.lock().get(fd)?;
+    let entry = task::files().lock().get(fd)?;
     match entry.file {
         File::Stdio(n) => crate::hostfile::stat_handle(n as u64),
     }
@@ -148,7 +160,7 @@ pub fn newfstatat(f: &mut TrapFrame) -> SysResult {
 
 pub fn ioctl(f: &mut TrapFrame) -> SysResult {
     let [fd, req, arg, ..] = args(f);
-    let entry = task::current().process.files.lock().get(fd)?;
+    let entry = task::files().lock().get(fd)?;
     let File::Stdio(n) = entry.file;
     if !TTY_IOCTL_ALLOWLIST.contains(&req) {
         return Err(Errno::ENOTTY);
@@ -172,7 +184,7 @@ pub fn ioctl(f: &mut TrapFrame) -> SysResult {
         TIOCGWINSZ => copy_to_user(arg, &p.data[..core::mem::size_of::<Winsize>()])?,
         // The host's process group means nothing here: the terminal's
         // foreground group is the sandbox's first process group.
-        TIOCGPGRP => write_user(arg, &(task::current().process.pid as i32))?,
+        TIOCGPGRP => write_user(arg, &(task::process().pgid.load(core::sync::atomic::Ordering::Relaxed) as i32))?,
         _ => {}
     }
     Ok(0)
@@ -185,7 +197,7 @@ fn readlink_common(path: u64, buf: u64, size: u64) -> SysResult {
     let mut name = [0u8; 256];
     let n = strncpy_from_user(&mut name, path).map_err(|e| if e == Errno::ENAMETOOLONG { Errno::ENOENT } else { e })?;
     if &name[..n] == b"/proc/self/exe" {
-        let exe = task::current().process.exe.lock().clone();
+        let exe = task::process().exe.lock().clone();
         let len = exe.len().min(size as usize);
         copy_to_user(buf, &exe[..len])?;
         return Ok(len as u64);
@@ -201,4 +213,59 @@ pub fn readlink(f: &mut TrapFrame) -> SysResult {
 pub fn readlinkat(f: &mut TrapFrame) -> SysResult {
     let [_dirfd, path, buf, size, ..] = args(f);
     readlink_common(path, buf, size)
+}
+
+fn nofile_limit() -> u64 {
+    task::process().rlimits.lock()[qlib::linux::consts::rlimit::RLIMIT_NOFILE as usize].cur
+}
+
+pub fn dup(f: &mut TrapFrame) -> SysResult {
+    let files = task::files();
+    let mut t = files.lock();
+    let e = t.get(f.rdi)?;
+    t.install(crate::task::fd::FdEntry { cloexec: false, ..e }, 0, nofile_limit())
+}
+
+fn dup_to(old: u64, new: u64, cloexec: bool) -> SysResult {
+    let files = task::files();
+    let mut t = files.lock();
+    let e = t.get(old)?;
+    t.install_at(crate::task::fd::FdEntry { cloexec, ..e }, new, nofile_limit())?;
+    Ok(new)
+}
+
+pub fn dup2(f: &mut TrapFrame) -> SysResult {
+    if f.rdi == f.rsi {
+        task::files().lock().get(f.rdi)?;
+        return Ok(f.rsi);
+    }
+    dup_to(f.rdi, f.rsi, false)
+}
+
+pub fn dup3(f: &mut TrapFrame) -> SysResult {
+    let [old, new, flags, ..] = args(f);
+    if old == new || flags & !O_CLOEXEC != 0 {
+        return Err(Errno::EINVAL);
+    }
+    dup_to(old, new, flags & O_CLOEXEC != 0)
+}
+
+pub fn fcntl(f: &mut TrapFrame) -> SysResult {
+    let [fd, cmd, arg, ..] = args(f);
+    let files = task::files();
+    let mut t = files.lock();
+    let e = t.get(fd)?;
+    match cmd {
+        F_DUPFD | F_DUPFD_CLOEXEC => {
+            t.install(crate::task::fd::FdEntry { cloexec: cmd == F_DUPFD_CLOEXEC, ..e }, arg, nofile_limit())
+        }
+        F_GETFD => Ok(e.cloexec as u64 * FD_CLOEXEC),
+        F_SETFD => t.set_cloexec(fd, arg & FD_CLOEXEC != 0).map(|_| 0),
+        F_GETFL => Ok(match e.file {
+            File::Stdio(0) => O_RDONLY,
+            File::Stdio(_) => O_WRONLY,
+        }),
+        F_SETFL => Ok(0),
+        _ => Err(Errno::EINVAL),
+    }
 }

@@ -1,15 +1,20 @@
 //! Creation of the sandbox's first process (PID 1) from the init block.
 
-use super::{default_rlimits, fd::FdTable, new_task, set_current, Creds, Process};
-use crate::arch::x86_64::cpu;
+use super::wait::WaitQueue;
+use super::{default_rlimits, fd::FdTable, new_task, pid, sched, signal, Creds, Process, ProcessExit};
+use crate::arch::x86_64::fpu::FpuState;
 use crate::arch::x86_64::frame::{TrapFrame, RFLAGS_IF};
+use crate::arch::x86_64::switch;
 use crate::boot::InitArgs;
 use crate::hostfile::HostFile;
 use crate::loader::{self, StackArgs};
 use crate::mm::addrspace::AddressSpace;
+use crate::mm::Mm;
 use crate::sync::SpinLock;
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64};
+use qlib::layout::selector::{USER_CS, USER_DS};
 use qlib::linux::Errno;
 
 /// Docker's default PATH, used when the environment has none.
@@ -61,8 +66,52 @@ fn resolve(name: &[u8], envp: &[&[u8]], cwd: &[u8]) -> Result<(Vec<u8>, HostFile
     Err((first_error, name.to_vec()))
 }
 
-/// Builds PID 1, makes it current, and returns its initial user registers.
-pub fn spawn_init(args: &InitArgs) -> Result<TrapFrame, (Errno, Vec<u8>)> {
+/// Builds a process with default state (for init and the platform check).
+pub fn new_process(pid: u32, mm: Arc<Mm>, creds: Creds, exe: Vec<u8>, cwd: Vec<u8>) -> Arc<Process> {
+    Arc::new(Process {
+        pid,
+        parent: SpinLock::new(Weak::new()),
+        pgid: AtomicU32::new(pid),
+        sid: AtomicU32::new(pid),
+        mm: SpinLock::new(mm),
+        files: SpinLock::new(Arc::new(SpinLock::new(FdTable::with_stdio()))),
+        sighand: SpinLock::new(Arc::new(SpinLock::new(signal::SigHandlers::default()))),
+        shared_pending: SpinLock::new(Default::default()),
+        threads: SpinLock::new(Vec::new()),
+        children: SpinLock::new(Vec::new()),
+        child_wait: WaitQueue::new(),
+        exit: SpinLock::new(ProcessExit::default()),
+        creds: SpinLock::new(creds),
+        rlimits: SpinLock::new(default_rlimits()),
+        exe: SpinLock::new(exe),
+        cwd: SpinLock::new(cwd),
+        exit_signal: AtomicU32::new(0),
+        children_cpu_ns: AtomicU64::new(0),
+        dead_threads_cpu_ns: AtomicU64::new(0),
+        timers: SpinLock::new(Default::default()),
+        dumpable: AtomicBool::new(true),
+        start_ns: crate::time::uptime_ns(),
+        group_exit_code: AtomicI32::new(0),
+    })
+}
+
+/// Makes `process`'s first thread with user registers `frame` and queues it.
+pub fn start(process: Arc<Process>, tid: u32, frame: TrapFrame) -> Result<(), Errno> {
+    let task = new_task(tid, process.clone(), FpuState::new_initial().ok_or(Errno::ENOMEM)?).ok_or(Errno::ENOMEM)?;
+    let frame = TrapFrame { cs: USER_CS as u64, ss: USER_DS as u64, rflags: RFLAGS_IF | 2, ..frame };
+    // SAFETY: the new task's kernel stack is unused.
+    let ctx = unsafe { switch::initial_context(task.kstack_top(), &frame) };
+    // SAFETY: the task is not running yet.
+    unsafe { *task.ctx.get() = ctx };
+    pid::register_task(&task);
+    pid::register_process(&process);
+    process.threads.lock().push(task.clone());
+    sched::spawn(task);
+    Ok(())
+}
+
+/// Builds PID 1 and queues it to run.
+pub fn spawn_init(args: &InitArgs) -> Result<(), (Errno, Vec<u8>)> {
     let argv: Vec<&[u8]> = args.argv().collect();
     let envp: Vec<&[u8]> = args.envp().collect();
     let name = *argv.first().ok_or((Errno::EINVAL, Vec::new()))?;
@@ -70,34 +119,22 @@ pub fn spawn_init(args: &InitArgs) -> Result<TrapFrame, (Errno, Vec<u8>)> {
     let fail = |e: Errno| (e, path.clone());
 
     let (mmap_base, stack_top) = loader::layout_randomised();
-    let mut mm = AddressSpace::new(mmap_base).ok_or_else(|| fail(Errno::ENOMEM))?;
-    let img = loader::load_elf(&mut mm, &file).map_err(fail)?;
+    let mut space = AddressSpace::new(mmap_base).ok_or_else(|| fail(Errno::ENOMEM))?;
+    let img = loader::load_elf(&mut space, &file).map_err(fail)?;
     drop(file);
-    mm.brk_start = img.brk_start;
-    mm.brk = img.brk_start;
+    space.brk_start = img.brk_start;
+    space.brk = img.brk_start;
     let h = args.header;
-    let creds = Creds { uid: h.uid, euid: h.uid, suid: h.uid, gid: h.gid, egid: h.gid, sgid: h.gid };
-    // CPUID leaf 1 EDX is what Linux reports as AT_HWCAP.
     let hwcap = core::arch::x86_64::__cpuid(1).edx as u64;
     let sp = loader::build_stack(
-        &mut mm,
+        &mut space,
         stack_top,
         &img,
         &StackArgs { argv: &argv, envp: &envp, execfn: name, uid: h.uid, euid: h.uid, gid: h.gid, egid: h.gid, hwcap },
     )
     .map_err(fail)?;
-
-    let process = Arc::new(Process {
-        pid: 1,
-        ppid: 0,
-        mm: SpinLock::new(mm),
-        files: SpinLock::new(FdTable::with_stdio()),
-        creds: SpinLock::new(creds),
-        rlimits: SpinLock::new(default_rlimits()),
-        exe: SpinLock::new(path.clone()),
-    });
-    let task = new_task(1, process).ok_or_else(|| fail(Errno::ENOMEM))?;
-    set_current(task);
-    cpu::set_fs_base(0);
-    Ok(TrapFrame { rip: img.entry, rsp: sp, rflags: RFLAGS_IF | 2, ..TrapFrame::default() })
+    let tid = pid::alloc().map_err(fail)?;
+    let process =
+        new_process(tid, Mm::from_space(space), Creds::initial(h.uid, h.gid), path.clone(), args.cwd().to_vec());
+    start(process, tid, TrapFrame { rip: img.entry, rsp: sp, ..TrapFrame::default() }).map_err(fail)
 }

@@ -1,50 +1,155 @@
 //! Tasks and processes.
 //!
-//! A [`Task`] is a schedulable thread with its own kernel stack; a
-//! [`Process`] (thread group) owns the address space, file descriptors,
-//! credentials and limits its threads share.
+//! A [`Task`] is a schedulable thread with its own kernel stack and FPU
+//! state; a [`Process`] (thread group) owns what its threads share: the
+//! address space, descriptors, signal handlers, credentials, limits, and its
+//! place in the process tree. See README.md in this directory.
 
+pub mod exec;
+pub mod exit;
 pub mod fd;
+pub mod fork;
+pub mod futex;
 pub mod init;
+pub mod pid;
+pub mod sched;
 pub mod signal;
+pub mod timer;
+pub mod wait;
 
+use crate::arch::x86_64::fpu::FpuState;
 use crate::arch::x86_64::frame::TrapFrame;
 use crate::arch::x86_64::percpu;
-use crate::mm::addrspace::AddressSpace;
 use crate::mm::frame::{self, Zero};
+use crate::mm::Mm;
 use crate::sync::SpinLock;
-use alloc::boxed::Box;
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use qlib::layout::{phys_to_virt, PAGE_SIZE};
 use qlib::linux::consts::rlimit::*;
 use qlib::linux::types::Rlimit;
+use signal::{SigHandlers, SigQueue};
+use wait::WaitQueue;
 
-/// Kernel stack size: 2^KSTACK_ORDER frames.
+/// Kernel stack size: 2^KSTACK_ORDER frames (32 KiB).
 pub const KSTACK_ORDER: usize = 3;
 
-/// User and group identity.
-#[derive(Clone, Copy, Debug, Default)]
+/// User and group identity, with capabilities (a bit per CAP_*).
+#[derive(Clone, Debug, Default)]
 pub struct Creds {
     pub uid: u32,
     pub euid: u32,
     pub suid: u32,
+    pub fsuid: u32,
     pub gid: u32,
     pub egid: u32,
     pub sgid: u32,
+    pub fsgid: u32,
+    pub groups: Vec<u32>,
+    pub cap_effective: u64,
+    pub cap_permitted: u64,
+    pub cap_inheritable: u64,
+    pub cap_bounding: u64,
 }
 
-/// A thread group.
-pub struct Process {
-    pub pid: u32,
-    pub ppid: u32,
-    pub mm: SpinLock<AddressSpace>,
-    pub files: SpinLock<fd::FdTable>,
-    pub creds: SpinLock<Creds>,
-    pub rlimits: SpinLock<[Rlimit; RLIM_NLIMITS]>,
-    /// Path of the running executable as the program named it (for
-    /// /proc/self/exe).
-    pub exe: SpinLock<Vec<u8>>,
+/// Capability numbers used by the kernel.
+pub mod cap {
+    pub const CHOWN: u32 = 0;
+    pub const DAC_OVERRIDE: u32 = 1;
+    pub const FOWNER: u32 = 3;
+    pub const FSETID: u32 = 4;
+    pub const KILL: u32 = 5;
+    pub const SETGID: u32 = 6;
+    pub const SETUID: u32 = 7;
+    pub const SETPCAP: u32 = 8;
+    pub const NET_BIND_SERVICE: u32 = 10;
+    pub const NET_RAW: u32 = 13;
+    pub const SYS_CHROOT: u32 = 18;
+    pub const SYS_ADMIN: u32 = 21;
+    pub const SYS_NICE: u32 = 23;
+    pub const SYS_RESOURCE: u32 = 24;
+    pub const MKNOD: u32 = 27;
+    pub const AUDIT_WRITE: u32 = 29;
+    pub const SETFCAP: u32 = 31;
+    pub const LAST: u32 = 40;
+
+    /// The OCI runtime spec's default set (what Docker and containerd grant).
+    pub const OCI_DEFAULT: u64 = (1 << CHOWN)
+        | (1 << DAC_OVERRIDE)
+        | (1 << FSETID)
+        | (1 << FOWNER)
+        | (1 << MKNOD)
+        | (1 << NET_RAW)
+        | (1 << SETGID)
+        | (1 << SETUID)
+        | (1 << SETFCAP)
+        | (1 << SETPCAP)
+        | (1 << NET_BIND_SERVICE)
+        | (1 << SYS_CHROOT)
+        | (1 << KILL)
+        | (1 << AUDIT_WRITE);
+}
+
+impl Creds {
+    /// Identity of the first process.
+    pub fn initial(uid: u32, gid: u32) -> Creds {
+        let caps = if uid == 0 { cap::OCI_DEFAULT } else { 0 };
+        Creds {
+            uid,
+            euid: uid,
+            suid: uid,
+            fsuid: uid,
+            gid,
+            egid: gid,
+            sgid: gid,
+            fsgid: gid,
+            groups: Vec::new(),
+            cap_effective: caps,
+            cap_permitted: caps,
+            cap_inheritable: 0,
+            cap_bounding: cap::OCI_DEFAULT,
+        }
+    }
+
+    /// True when the effective set holds capability `c`.
+    pub fn has(&self, c: u32) -> bool {
+        self.cap_effective & (1u64 << c) != 0
+    }
+}
+
+/// Where a task is in its life.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Running on a vCPU or waiting in a run queue.
+    Runnable = 0,
+    /// Waiting for an event; signals wake it.
+    Sleeping = 1,
+    /// Stopped by SIGSTOP/SIGTSTP/...
+    Stopped = 2,
+    /// Exited; the kernel stack is about to be released.
+    Dead = 3,
+}
+
+/// How a process ended (as wait4 reports it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// exit(code).
+    Exited(u8),
+    /// Killed by a signal (core dump flag).
+    Signaled(u32, bool),
+}
+
+impl ExitStatus {
+    /// The wait status word.
+    pub fn wait_status(self) -> i32 {
+        match self {
+            ExitStatus::Exited(c) => (c as i32) << 8,
+            ExitStatus::Signaled(s, core) => (s as i32) | if core { 0x80 } else { 0 },
+        }
+    }
 }
 
 /// A thread.
@@ -52,16 +157,111 @@ pub struct Task {
     pub tid: u32,
     pub process: Arc<Process>,
     /// Guest-physical address of the kernel stack block.
-    pub kstack_pa: u64,
-    /// User FS base (TLS).
-    pub fs_base: u64,
+    kstack_pa: u64,
+    /// Saved kernel stack pointer while switched out.
+    pub(crate) ctx: UnsafeCell<u64>,
+    /// User FPU state while switched out.
+    pub(crate) fpu: UnsafeCell<FpuState>,
+    pub state: AtomicU8,
+    /// vCPU whose run queue holds (or last held) the task.
+    pub cpu: AtomicU32,
+    /// The task's context is live on a vCPU (not yet saved): it must not run
+    /// elsewhere until the switch away from it completes.
+    pub on_cpu: AtomicBool,
+    /// Allowed vCPUs.
+    pub affinity: AtomicU64,
+    /// Asked to reschedule before returning to user mode.
+    pub need_resched: AtomicBool,
+    pub fs_base: AtomicU64,
+    pub gs_base: AtomicU64,
     /// set_tid_address / CLONE_CHILD_CLEARTID.
-    pub clear_child_tid: u64,
-    /// set_robust_list head and length.
-    pub robust_list: u64,
-    pub robust_len: u64,
-    /// The syscall rewrote the user frame (exec, sigreturn): return with IRET.
-    pub frame_rewritten: bool,
+    pub clear_child_tid: AtomicU64,
+    /// set_robust_list.
+    pub robust_list: AtomicU64,
+    /// Signal state of this thread.
+    pub sig: SpinLock<signal::TaskSignals>,
+    /// A signal may be deliverable (cheap check on the way to user mode).
+    pub sig_flag: AtomicBool,
+    /// The syscall rewrote the user frame (exec, sigreturn, signal delivery):
+    /// return with IRET.
+    pub frame_rewritten: AtomicBool,
+    /// A timed sleep ran out (set by the timer that woke it).
+    pub timed_out: AtomicBool,
+    /// The current sleep may be interrupted by signals.
+    pub interruptible: AtomicBool,
+    /// Nanoseconds of CPU time consumed (user and kernel).
+    pub cpu_ns: AtomicU64,
+    /// When it last started running (for accounting).
+    pub run_start: AtomicU64,
+    /// Thread name (prctl PR_SET_NAME, /proc comm).
+    pub comm: SpinLock<[u8; 16]>,
+    /// vfork: the parent sleeps here until this child execs or exits.
+    pub vfork_done: SpinLock<Option<Arc<WaitQueue>>>,
+    /// Signal sent to this thread when its parent process dies (PR_SET_PDEATHSIG).
+    pub pdeath_signal: AtomicU32,
+}
+
+// SAFETY: the UnsafeCell fields are touched only by the vCPU running the task
+// or by the scheduler while the task is switched out (under its run-queue lock).
+unsafe impl Sync for Task {}
+// SAFETY: as above.
+unsafe impl Send for Task {}
+
+/// A thread group.
+pub struct Process {
+    pub pid: u32,
+    pub parent: SpinLock<Weak<Process>>,
+    pub pgid: AtomicU32,
+    pub sid: AtomicU32,
+    /// The address space (replaced by execve).
+    pub mm: SpinLock<Arc<Mm>>,
+    pub files: SpinLock<Arc<SpinLock<fd::FdTable>>>,
+    pub sighand: SpinLock<Arc<SpinLock<SigHandlers>>>,
+    /// Signals sent to the process as a whole.
+    pub shared_pending: SpinLock<SigQueue>,
+    pub threads: SpinLock<Vec<Arc<Task>>>,
+    pub children: SpinLock<Vec<Arc<Process>>>,
+    /// Parent's waiters (wait4) sleep on the parent's queue; this process's
+    /// own children report here.
+    pub child_wait: WaitQueue,
+    pub exit: SpinLock<ProcessExit>,
+    pub creds: SpinLock<Creds>,
+    pub rlimits: SpinLock<[Rlimit; RLIM_NLIMITS]>,
+    /// Path of the executable (for /proc/self/exe).
+    pub exe: SpinLock<Vec<u8>>,
+    /// Working directory (absolute path; the VFS will replace it).
+    pub cwd: SpinLock<Vec<u8>>,
+    /// Signal sent to the parent when this process exits (usually SIGCHLD).
+    pub exit_signal: AtomicU32,
+    /// CPU time of reaped children (for getrusage/times).
+    pub children_cpu_ns: AtomicU64,
+    /// CPU time of this process's threads that already exited.
+    pub dead_threads_cpu_ns: AtomicU64,
+    /// Interval timers and POSIX timers.
+    pub timers: SpinLock<timer::ProcessTimers>,
+    /// PR_SET_DUMPABLE.
+    pub dumpable: AtomicBool,
+    /// Boot-relative start time.
+    pub start_ns: u64,
+    /// Exit code set by exit_group for the remaining threads.
+    pub group_exit_code: AtomicI32,
+}
+
+/// The exit state of a process.
+#[derive(Default)]
+pub struct ProcessExit {
+    /// exit_group/fatal signal in progress: threads are dying.
+    pub exiting: bool,
+    /// All threads are gone; waiting to be reaped.
+    pub zombie: bool,
+    pub status: Option<ExitStatus>,
+    /// Stopped/continued notifications for WUNTRACED/WCONTINUED.
+    pub stop_report: Option<u32>,
+    pub continue_report: bool,
+    /// Reaped by the parent.
+    pub reaped: bool,
+    /// A thread is in execve and waits for the others to exit.
+    pub dethread_by: Option<u32>,
 }
 
 impl Task {
@@ -74,8 +274,31 @@ impl Task {
     pub fn user_frame(&self) -> &'static mut TrapFrame {
         let at = self.kstack_top() - core::mem::size_of::<TrapFrame>() as u64;
         // SAFETY: the top of the kernel stack holds this task's user frame
-        // (every entry from user mode pushes it there); the task owns the stack.
+        // (every entry from user mode pushes it there); the task owns it.
         unsafe { &mut *(at as *mut TrapFrame) }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        match self.state.load(Ordering::Acquire) {
+            0 => State::Runnable,
+            1 => State::Sleeping,
+            2 => State::Stopped,
+            _ => State::Dead,
+        }
+    }
+
+    /// The FPU area (only the running task or the scheduler touches it).
+    #[allow(clippy::mut_from_ref)]
+    pub fn fpu(&self) -> &mut FpuState {
+        // SAFETY: see the Sync impl: exclusive to the task's vCPU.
+        unsafe { &mut *self.fpu.get() }
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        frame::free(self.kstack_pa, KSTACK_ORDER);
     }
 }
 
@@ -84,12 +307,12 @@ impl Task {
 pub fn default_rlimits() -> [Rlimit; RLIM_NLIMITS] {
     let inf = Rlimit { cur: RLIM_INFINITY, max: RLIM_INFINITY };
     let mut r = [inf; RLIM_NLIMITS];
+    let pids = crate::boot::params().pids_limit as u64;
     r[RLIMIT_STACK as usize] = Rlimit { cur: 8 << 20, max: RLIM_INFINITY };
     r[RLIMIT_CORE as usize] = Rlimit { cur: 0, max: RLIM_INFINITY };
     r[RLIMIT_NOFILE as usize] = Rlimit { cur: 1 << 20, max: 1 << 20 };
     r[RLIMIT_MEMLOCK as usize] = Rlimit { cur: 8 << 20, max: 8 << 20 };
-    r[RLIMIT_NPROC as usize] =
-        Rlimit { cur: crate::boot::params().pids_limit as u64, max: crate::boot::params().pids_limit as u64 };
+    r[RLIMIT_NPROC as usize] = Rlimit { cur: pids, max: pids };
     r[RLIMIT_SIGPENDING as usize] = Rlimit { cur: 1 << 16, max: 1 << 16 };
     r[RLIMIT_MSGQUEUE as usize] = Rlimit { cur: 819_200, max: 819_200 };
     r[RLIMIT_NICE as usize] = Rlimit { cur: 0, max: 0 };
@@ -97,29 +320,56 @@ pub fn default_rlimits() -> [Rlimit; RLIM_NLIMITS] {
     r
 }
 
-/// Creates a task with a fresh kernel stack.
-pub fn new_task(tid: u32, process: Arc<Process>) -> Option<Box<Task>> {
+/// Builds a task with a fresh kernel stack.
+pub fn new_task(tid: u32, process: Arc<Process>, fpu: FpuState) -> Option<Arc<Task>> {
     let kstack_pa = frame::alloc(KSTACK_ORDER, Zero::No)?;
-    Some(Box::new(Task {
+    Some(Arc::new(Task {
         tid,
         process,
         kstack_pa,
-        fs_base: 0,
-        clear_child_tid: 0,
-        robust_list: 0,
-        robust_len: 0,
-        frame_rewritten: false,
+        ctx: UnsafeCell::new(0),
+        fpu: UnsafeCell::new(fpu),
+        state: AtomicU8::new(State::Runnable as u8),
+        cpu: AtomicU32::new(percpu::cpu_index() as u32),
+        on_cpu: AtomicBool::new(false),
+        affinity: AtomicU64::new(u64::MAX),
+        need_resched: AtomicBool::new(false),
+        fs_base: AtomicU64::new(0),
+        gs_base: AtomicU64::new(0),
+        clear_child_tid: AtomicU64::new(0),
+        robust_list: AtomicU64::new(0),
+        sig: SpinLock::new(signal::TaskSignals::default()),
+        sig_flag: AtomicBool::new(false),
+        frame_rewritten: AtomicBool::new(false),
+        timed_out: AtomicBool::new(false),
+        interruptible: AtomicBool::new(false),
+        cpu_ns: AtomicU64::new(0),
+        run_start: AtomicU64::new(0),
+        comm: SpinLock::new([0; 16]),
+        vfork_done: SpinLock::new(None),
+        pdeath_signal: AtomicU32::new(0),
     }))
 }
 
 /// The task running on this vCPU.
 #[inline(always)]
-pub fn current() -> &'static mut Task {
+pub fn current() -> &'static Task {
     let p = percpu::this_cpu().current;
     debug_assert!(p != 0);
-    // SAFETY: `current` is set by `set_current` to a leaked Box<Task> that
-    // lives while it runs on this vCPU.
-    unsafe { &mut *(p as *mut Task) }
+    // SAFETY: `current` points at the Task (inside an Arc the scheduler holds)
+    // running on this vCPU; it stays alive while it runs.
+    unsafe { &*(p as *const Task) }
+}
+
+/// The current task as an `Arc` (a new reference).
+pub fn current_arc() -> Arc<Task> {
+    let p = percpu::this_cpu().current as *const Task;
+    // SAFETY: `p` came from Arc::as_ptr of an Arc the scheduler keeps alive;
+    // incrementing the count before from_raw yields an owned reference.
+    unsafe {
+        Arc::increment_strong_count(p);
+        Arc::from_raw(p)
+    }
 }
 
 /// True when a task runs on this vCPU.
@@ -127,45 +377,25 @@ pub fn has_current() -> bool {
     percpu::this_cpu().current != 0
 }
 
-/// Makes `task` current on this vCPU: its kernel stack and address space.
-pub fn set_current(task: Box<Task>) -> &'static mut Task {
-    let t = Box::leak(task);
-    percpu::this_cpu().current = t as *mut Task as u64;
-    percpu::set_kernel_stack(t.kstack_top());
-    // SAFETY: the address space's root shares the kernel's upper half.
-    unsafe { crate::arch::x86_64::cpu::write_cr3(t.process.mm.lock().root()) };
-    crate::arch::x86_64::cpu::set_fs_base(t.fs_base);
-    t
+/// The current process.
+#[inline]
+pub fn process() -> &'static Arc<Process> {
+    &current().process
 }
 
-/// How a process ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExitStatus {
-    /// exit(code).
-    Exited(u8),
-    /// Killed by a signal.
-    Signaled(u32),
+/// The current address space.
+pub fn mm() -> Arc<Mm> {
+    process().mm.lock().clone()
 }
 
-/// Ends the current process. The first process's end ends the sandbox.
-pub fn exit_process(status: ExitStatus) -> ! {
-    if crate::boot::params().flags & qlib::boot::flags::CHECK_ONLY != 0 {
-        crate::selftest::report();
-        crate::hcall::exit(qlib::hcall::ExitKind::CheckDone, 0)
-    }
-    let (kind, code) = match status {
-        ExitStatus::Exited(c) => (qlib::hcall::ExitKind::Exited, c as u64),
-        ExitStatus::Signaled(s) => (qlib::hcall::ExitKind::Signaled, s as u64),
-    };
-    crate::hcall::exit(kind, code)
+/// The current descriptor table.
+pub fn files() -> Arc<SpinLock<fd::FdTable>> {
+    process().files.lock().clone()
 }
 
-/// Sleeps for about `ns` nanoseconds (less if an interrupt arrives first):
-/// arms the one-shot LAPIC timer and halts the vCPU in the host.
-pub fn wait_ns(ns: u64) {
-    crate::arch::x86_64::apic::arm_timer_ns(ns.max(1));
-    percpu::stats().idle_entries += 1;
-    crate::arch::x86_64::cpu::wait_for_interrupt();
+/// Marks whether `t`'s coming sleep may be interrupted by a signal.
+pub fn interruptible_sleep(t: &Task, on: bool) {
+    t.interruptible.store(on, Ordering::Release);
 }
 
 static HOSTNAME: crate::sync::Once<Vec<u8>> = crate::sync::Once::new();

@@ -146,6 +146,8 @@ impl Errno {
     pub const ERESTARTSYS: Errno = Errno(512);
     /// Kernel-internal: always restart the system call.
     pub const ERESTARTNOINTR: Errno = Errno(513);
+    /// Kernel-internal: restart only when no handler runs.
+    pub const ERESTARTNOHAND: Errno = Errno(514);
     /// Kernel-internal: restart with restart_syscall.
     pub const ERESTART_RESTARTBLOCK: Errno = Errno(516);
 

@@ -349,7 +349,8 @@ pub struct Stats {
 
 fn pread_exact(fd: RawFd, buf: &mut [u8], off: u64) -> Result<(), Errno> {
     // SAFETY: `buf` is valid for writes of its length.
-    let n = unsafe { sys::syscall6(sys::nr::PREAD64, fd as u64, buf.as_mut_ptr() as u64, buf.len() as u64, off, 0, 0) }?;
+    let n =
+        unsafe { sys::syscall6(sys::nr::PREAD64, fd as u64, buf.as_mut_ptr() as u64, buf.len() as u64, off, 0, 0) }?;
     if n as usize == buf.len() {
         Ok(())
     } else {

@@ -3,7 +3,9 @@
 pub mod apic;
 pub mod cpu;
 pub mod entry;
+pub mod fpu;
 pub mod frame;
 pub mod percpu;
+pub mod switch;
 pub mod trap;
 pub mod usercopy;

@@ -5,13 +5,15 @@ use super::cpu;
 use super::frame::TrapFrame;
 use super::percpu;
 use super::usercopy;
-use crate::mm::addrspace::Access;
-use crate::task;
+use crate::mm::addrspace::{Access, Fault};
+use crate::task::signal::{self, code};
+use crate::task::{self, ExitStatus};
 use qlib::layout::USER_END;
 use qlib::linux::consts::signal::*;
 use qlib::numfmt::ByteBuf;
 
 /// #PF error-code bits.
+const PF_PRESENT: u64 = 1 << 0;
 const PF_WRITE: u64 = 1 << 1;
 const PF_USER: u64 = 1 << 2;
 const PF_INSTR: u64 = 1 << 4;
@@ -57,15 +59,26 @@ pub extern "C" fn trap_dispatch(f: &mut TrapFrame) {
     match f.vector {
         14 => page_fault(f),
         0..=31 => exception(f),
-        v if v == apic::TIMER_VECTOR as u64 || v == apic::WAKE_VECTOR as u64 => {
+        v if v == apic::TIMER_VECTOR as u64 => {
             percpu::stats().interrupts += 1;
             apic::eoi();
+            task::timer::interrupt();
+        }
+        v if v == crate::mm::tlb::TLB_VECTOR as u64 => {
+            percpu::stats().interrupts += 1;
+            apic::eoi();
+            crate::mm::tlb::service_pending();
         }
         v if v == apic::SPURIOUS_VECTOR as u64 => {}
         _ => {
+            // Wake-up IPIs and anything else: acknowledge; the point was to
+            // leave HLT or return to user mode through the checks below.
             percpu::stats().interrupts += 1;
             apic::eoi();
         }
+    }
+    if f.from_user() && task::has_current() {
+        signal::exit_to_user(f);
     }
 }
 
@@ -80,14 +93,28 @@ fn page_fault(f: &mut TrapFrame) {
         Access::Read
     };
     let user_mode = f.error & PF_USER != 0;
-    if addr < USER_END && task::has_current() {
-        let resolved = task::current().process.mm.lock().fault(addr, access).is_ok();
-        if resolved {
-            return;
+    let result = if addr < USER_END && task::has_current() { Some(task::mm().fault(addr, access)) } else { None };
+    match result {
+        Some(Ok(())) => return,
+        Some(Err(Fault::NoMemory)) if user_mode => {
+            crate::klog!(
+                crate::log::level::WARN,
+                "pid ",
+                task::process().pid,
+                ": out of memory (sandbox memory limit reached): killed"
+            );
+            task::exit::exit_group(ExitStatus::Signaled(SIGKILL, false));
         }
+        _ => {}
     }
     if user_mode {
-        task::signal::force_fault(f, SIGSEGV, addr);
+        let c = if f.error & PF_PRESENT != 0 || matches!(result, Some(Err(Fault::Protection))) {
+            code::SEGV_ACCERR
+        } else {
+            code::SEGV_MAPERR
+        };
+        signal::force_fault(SIGSEGV, c, addr);
+        return;
     }
     // A kernel access to user memory that cannot be resolved: EFAULT.
     if addr < USER_END {
@@ -101,14 +128,25 @@ fn page_fault(f: &mut TrapFrame) {
 
 fn exception(f: &mut TrapFrame) {
     if f.from_user() {
-        let sig = match f.vector {
-            0 | 16 | 19 => SIGFPE,
-            1 | 3 => SIGTRAP,
-            6 => SIGILL,
-            17 => SIGBUS,
-            _ => SIGSEGV,
+        let (sig, c, addr) = match f.vector {
+            0 => (SIGFPE, code::FPE_INTDIV, f.rip),
+            1 => (SIGTRAP, code::TRAP_TRACE, f.rip),
+            // int3 on VMX/SVM hosts: RIP is already past the instruction.
+            3 => (SIGTRAP, code::SI_KERNEL, 0),
+            4 | 5 => (SIGSEGV, code::SI_KERNEL, 0),
+            6 => {
+                // On kvm_pvm hosts INT3 and INT n from user mode arrive as #UD.
+                let (sig, c, addr, rip) = signal::decode_invalid_opcode(f);
+                f.rip = rip;
+                (sig, c, addr)
+            }
+            16 | 19 => (SIGFPE, code::FPE_FLTINV, f.rip),
+            17 => (SIGBUS, code::BUS_ADRERR, 0),
+            12 => (SIGBUS, code::SI_KERNEL, 0),
+            _ => (SIGSEGV, code::SI_KERNEL, 0),
         };
-        task::signal::force_fault(f, sig, f.rip);
+        signal::force_fault(sig, c, addr);
+        return;
     }
     kernel_fault(f, cpu::cr2());
 }

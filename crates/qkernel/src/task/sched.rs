@@ -1,0 +1,389 @@
+//! The scheduler: one run queue per vCPU, round-robin with a 10 ms slice,
+//! work stealing by idle vCPUs, and idle vCPUs halted in the host.
+//!
+//! The kernel is not preemptible (it runs with interrupts disabled except at
+//! explicit wait points), so a switch happens only in [`schedule`]: when the
+//! current task blocks, exits, yields, or is asked to reschedule on its way
+//! back to user mode (slice expired, or a higher-priority wake-up).
+//!
+//! A run-queue lock is held across the context switch and released by the
+//! task switched to ([`finish_switch`]); `on_cpu` keeps a task that is being
+//! switched away from from being stolen by another vCPU before its context
+//! is saved.
+//!
+//! Timer interrupts: none while a vCPU runs one task alone or idles without
+//! deadlines; otherwise one-shot LAPIC deadlines for the next timer or the
+//! end of the slice (at most 100 per second per vCPU).
+
+use super::{State, Task};
+use crate::arch::x86_64::percpu;
+use crate::arch::x86_64::{apic, cpu, switch};
+use crate::mm::{tlb, Mm};
+use crate::sync::SpinLock;
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use qlib::layout::MAX_VCPUS;
+
+/// Length of a time slice.
+pub const SLICE_NS: u64 = 10_000_000;
+
+struct RunQueue {
+    queue: VecDeque<Arc<Task>>,
+    /// The task running on this vCPU (None while idle).
+    current: Option<Arc<Task>>,
+    /// Saved context of the idle loop.
+    idle_ctx: u64,
+    /// The task we switched away from, finished by the next one.
+    prev: Option<Arc<Task>>,
+    /// The address space loaded in CR3.
+    loaded_mm: Option<Arc<Mm>>,
+    /// When the running task's slice ends (0: no slice, runs alone).
+    slice_end: u64,
+}
+
+static RQ: [SpinLock<RunQueue>; MAX_VCPUS as usize] = [const {
+    SpinLock::new(RunQueue {
+        queue: VecDeque::new(),
+        current: None,
+        idle_ctx: 0,
+        prev: None,
+        loaded_mm: None,
+        slice_end: 0,
+    })
+}; MAX_VCPUS as usize];
+/// vCPU is halted in its idle loop (a wake-up must send it an IPI).
+static IDLE: [AtomicBool; MAX_VCPUS as usize] = [const { AtomicBool::new(false) }; MAX_VCPUS as usize];
+/// Runnable tasks per vCPU (for placement and stealing without locks).
+static LOAD: [AtomicUsize; MAX_VCPUS as usize] = [const { AtomicUsize::new(0) }; MAX_VCPUS as usize];
+
+fn vcpus() -> usize {
+    crate::boot::params().vcpu_count as usize
+}
+
+/// Chooses a vCPU for a task that becomes runnable: its previous one if
+/// idle, else the least loaded allowed one.
+fn place(t: &Task) -> usize {
+    let allowed = t.affinity.load(Ordering::Relaxed);
+    let prev = t.cpu.load(Ordering::Relaxed) as usize;
+    if prev < vcpus() && allowed & (1 << prev) != 0 && IDLE[prev].load(Ordering::Relaxed) {
+        return prev;
+    }
+    let mut best = if allowed & (1 << prev) != 0 && prev < vcpus() { prev } else { usize::MAX };
+    for (c, load) in LOAD.iter().enumerate().take(vcpus()) {
+        if allowed & (1 << c) == 0 {
+            continue;
+        }
+        if best == usize::MAX || load.load(Ordering::Relaxed) < LOAD[best].load(Ordering::Relaxed) {
+            best = c;
+        }
+    }
+    if best == usize::MAX {
+        percpu::cpu_index()
+    } else {
+        best
+    }
+}
+
+fn enqueue(c: usize, t: Arc<Task>) {
+    t.cpu.store(c as u32, Ordering::Relaxed);
+    {
+        let mut rq = RQ[c].lock();
+        rq.queue.push_back(t);
+        LOAD[c].fetch_add(1, Ordering::Relaxed);
+    }
+    kick(c);
+}
+
+/// Makes an idle or busy vCPU look at its run queue.
+fn kick(c: usize) {
+    core::sync::atomic::fence(Ordering::SeqCst);
+    if c != percpu::cpu_index() && IDLE[c].load(Ordering::SeqCst) {
+        apic::send_ipi(c as u32, apic::WAKE_VECTOR);
+    } else if c == percpu::cpu_index() && super::has_current() {
+        // Let the running task finish its slice; with a new competitor it
+        // now has one.
+        let mut rq = RQ[c].lock();
+        if rq.slice_end == 0 {
+            rq.slice_end = crate::time::monotonic_ns() + SLICE_NS;
+            super::timer::reprogram_with(rq.slice_end);
+        }
+    }
+}
+
+/// Starts a new runnable task.
+pub fn spawn(t: Arc<Task>) {
+    let c = place(&t);
+    enqueue(c, t);
+}
+
+/// Wakes a sleeping task; returns false when it was not sleeping.
+pub fn wake(t: &Arc<Task>) -> bool {
+    if t.state
+        .compare_exchange(State::Sleeping as u8, State::Runnable as u8, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return false;
+    }
+    let c = place(t);
+    enqueue(c, t.clone());
+    true
+}
+
+/// Resumes a stopped task (SIGCONT).
+pub fn resume_stopped(t: &Arc<Task>) -> bool {
+    if t.state
+        .compare_exchange(State::Stopped as u8, State::Runnable as u8, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return false;
+    }
+    let c = place(t);
+    enqueue(c, t.clone());
+    true
+}
+
+fn account(t: &Task, now: u64) {
+    let start = t.run_start.load(Ordering::Relaxed);
+    if start != 0 && now > start {
+        t.cpu_ns.fetch_add(now - start, Ordering::Relaxed);
+    }
+}
+
+/// Gives up the vCPU. The caller set the current task's state: Sleeping,
+/// Stopped or Dead, or Runnable to yield. Returns when the task runs again
+/// (never for Dead).
+pub fn schedule() {
+    let c = percpu::cpu_index();
+    tlb::service_pending();
+    let mut rq = RQ[c].lock();
+    let Some(cur) = rq.current.clone() else {
+        panic!("schedule() without a current task");
+    };
+    cur.need_resched.store(false, Ordering::Relaxed);
+    let runnable = cur.state() == State::Runnable;
+    let next = loop {
+        match rq.queue.pop_front() {
+            // A task still being switched away from on another vCPU: requeue.
+            Some(t) if t.on_cpu.load(Ordering::Acquire) && !Arc::ptr_eq(&t, &cur) => rq.queue.push_back(t),
+            Some(t) => {
+                LOAD[c].fetch_sub(1, Ordering::Relaxed);
+                break Some(t);
+            }
+            None => break None,
+        }
+    };
+    let next = match next {
+        Some(t) if Arc::ptr_eq(&t, &cur) => {
+            // Woken before it got to sleep: keep running.
+            set_slice(&mut rq);
+            return;
+        }
+        Some(t) => {
+            if runnable {
+                rq.queue.push_back(cur.clone());
+                LOAD[c].fetch_add(1, Ordering::Relaxed);
+            }
+            Some(t)
+        }
+        None if runnable => {
+            rq.slice_end = 0;
+            return;
+        }
+        None => None,
+    };
+    let now = crate::time::monotonic_ns();
+    account(&cur, now);
+    cur.fpu().save();
+    let save = cur.ctx.get();
+    rq.prev = Some(cur);
+    match next {
+        Some(n) => switch_to_task(rq, c, save, n, now),
+        None => {
+            rq.current = None;
+            percpu::this_cpu().current = 0;
+            let idle = rq.idle_ctx;
+            core::mem::forget(rq);
+            // SAFETY: the idle context was saved by the idle loop on this
+            // vCPU's boot stack; the run-queue lock passes to it.
+            unsafe { switch::switch(save, idle) };
+        }
+    }
+    // Resumed (by finish_switch on this side).
+    after_resume();
+}
+
+fn set_slice(rq: &mut RunQueue) {
+    if rq.queue.is_empty() {
+        rq.slice_end = 0;
+    } else {
+        rq.slice_end = crate::time::monotonic_ns() + SLICE_NS;
+        super::timer::reprogram_with(rq.slice_end);
+    }
+}
+
+/// Switches to `next` (the run-queue lock `rq` passes to it).
+fn switch_to_task(mut rq: crate::sync::SpinGuard<'_, RunQueue>, c: usize, save: *mut u64, next: Arc<Task>, now: u64) {
+    next.on_cpu.store(true, Ordering::Release);
+    next.cpu.store(c as u32, Ordering::Relaxed);
+    next.run_start.store(now, Ordering::Relaxed);
+    let mm = next.process.mm.lock().clone();
+    let same_mm = rq.loaded_mm.as_ref().is_some_and(|m| Arc::ptr_eq(m, &mm));
+    if !same_mm {
+        mm.active.fetch_or(1 << c, Ordering::SeqCst);
+        // SAFETY: the address space shares the kernel's upper half.
+        unsafe { cpu::write_cr3(mm.root()) };
+        if let Some(old) = rq.loaded_mm.replace(mm) {
+            old.active.fetch_and(!(1 << c), Ordering::SeqCst);
+        }
+    }
+    percpu::set_kernel_stack(next.kstack_top());
+    cpu::set_fs_base(next.fs_base.load(Ordering::Relaxed));
+    cpu::set_user_gs_base(next.gs_base.load(Ordering::Relaxed));
+    percpu::this_cpu().current = Arc::as_ptr(&next) as u64;
+    percpu::stats().context_switches += 1;
+    // SAFETY: reading the switched-out context of `next`, which is not running.
+    let load = unsafe { *next.ctx.get() };
+    rq.current = Some(next);
+    set_slice(&mut rq);
+    core::mem::forget(rq);
+    // SAFETY: `load` was saved by a previous switch or built by
+    // initial_context; the run-queue lock passes to `next`.
+    unsafe { switch::switch(save, load) };
+}
+
+/// execve: makes `mm` the current vCPU's address space.
+pub fn switch_mm(mm: Arc<Mm>) {
+    let c = percpu::cpu_index();
+    let mut rq = RQ[c].lock();
+    mm.active.fetch_or(1 << c, Ordering::SeqCst);
+    // SAFETY: the address space shares the kernel's upper half.
+    unsafe { cpu::write_cr3(mm.root()) };
+    if let Some(old) = rq.loaded_mm.replace(mm) {
+        old.active.fetch_and(!(1 << c), Ordering::SeqCst);
+    }
+}
+
+/// Runs on the task switched to: releases the previous task and the
+/// run-queue lock.
+fn finish_switch() {
+    let c = percpu::cpu_index();
+    // SAFETY: the switching side holds RQ[c] (its guard was forgotten) and
+    // handed it to us; we are the only code touching it until we unlock.
+    let prev = unsafe { (*RQ[c].data_ptr()).prev.take() };
+    // SAFETY: as above: we own the lock the switching side took.
+    unsafe { RQ[c].force_unlock() };
+    if let Some(p) = prev {
+        p.on_cpu.store(false, Ordering::Release);
+        if p.state() == State::Dead {
+            super::exit::release_dead(p);
+        }
+    }
+}
+
+fn after_resume() {
+    finish_switch();
+    if super::has_current() {
+        super::current().fpu().restore();
+    }
+}
+
+/// First code of a new task (from `qk_task_entry`), before entering user mode.
+#[no_mangle]
+pub extern "C" fn task_first_run() {
+    after_resume();
+    super::signal::exit_to_user(super::current().user_frame());
+}
+
+/// Asks the current task to reschedule before it returns to user mode.
+pub fn yield_now() {
+    schedule();
+}
+
+/// Called by the timer interrupt: ends the slice if it is over.
+pub fn tick(now: u64) {
+    let c = percpu::cpu_index();
+    let rq = RQ[c].lock();
+    if rq.slice_end != 0 && now >= rq.slice_end {
+        if let Some(cur) = rq.current.as_ref() {
+            cur.need_resched.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The earliest slice deadline of this vCPU (0 when none).
+pub fn slice_deadline() -> u64 {
+    RQ[percpu::cpu_index()].lock().slice_end
+}
+
+/// Takes a task from the busiest other vCPU that this vCPU may run.
+fn steal(c: usize) -> Option<Arc<Task>> {
+    let mut busiest = None;
+    let mut most = 0;
+    for (o, load) in LOAD.iter().enumerate().take(vcpus()) {
+        let l = load.load(Ordering::Relaxed);
+        if o != c && l > most {
+            most = l;
+            busiest = Some(o);
+        }
+    }
+    let o = busiest?;
+    let mut rq = RQ[o].try_lock()?;
+    let i = rq
+        .queue
+        .iter()
+        .position(|t| !t.on_cpu.load(Ordering::Acquire) && t.affinity.load(Ordering::Relaxed) & (1 << c) != 0)?;
+    let t = rq.queue.remove(i)?;
+    LOAD[o].fetch_sub(1, Ordering::Relaxed);
+    Some(t)
+}
+
+/// The idle loop of vCPU `c` (on its boot stack): runs tasks, steals work,
+/// and halts in the host when there is nothing to do.
+pub fn idle_loop(c: usize) -> ! {
+    loop {
+        tlb::service_pending();
+        super::timer::run_expired();
+        let mut rq = RQ[c].lock();
+        let mut next = rq.queue.pop_front();
+        if let Some(t) = next.as_ref() {
+            if t.on_cpu.load(Ordering::Acquire) {
+                let t = next.take().expect("just checked");
+                rq.queue.push_back(t);
+            } else {
+                LOAD[c].fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        if next.is_none() {
+            drop(rq);
+            next = steal(c);
+            rq = RQ[c].lock();
+        }
+        match next {
+            Some(t) => {
+                let save = core::ptr::addr_of_mut!(rq.idle_ctx);
+                let now = crate::time::monotonic_ns();
+                switch_to_task(rq, c, save, t, now);
+                // Back in the idle loop: a task switched to us.
+                finish_switch();
+            }
+            None => {
+                IDLE[c].store(true, Ordering::SeqCst);
+                if !rq.queue.is_empty() {
+                    IDLE[c].store(false, Ordering::SeqCst);
+                    continue;
+                }
+                drop(rq);
+                super::timer::program_next(0);
+                percpu::stats().idle_entries += 1;
+                cpu::wait_for_interrupt();
+                IDLE[c].store(false, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// Number of runnable tasks on vCPU `c` (for /proc/loadavg).
+pub fn load(c: usize) -> usize {
+    LOAD[c].load(Ordering::Relaxed)
+}

@@ -1,0 +1,170 @@
+//! Kernel timers: per-vCPU sorted deadlines driving one-shot LAPIC
+//! interrupts. Used for timed sleeps, ITIMER_REAL/alarm, and POSIX timers.
+//! No periodic tick: the LAPIC is armed for the nearest of the next timer
+//! and the end of the running task's slice, or not at all.
+
+use super::{sched, Process, Task};
+use crate::arch::x86_64::{apic, percpu};
+use crate::sync::SpinLock;
+use alloc::collections::BTreeMap;
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
+use qlib::layout::MAX_VCPUS;
+use qlib::linux::consts::signal::SIGALRM;
+
+/// What happens when a timer expires.
+pub enum Action {
+    /// Wake a sleeping task (a timed wait ran out).
+    Wake(Arc<Task>),
+    /// ITIMER_REAL of a process: SIGALRM, re-armed when periodic.
+    RealTimer(Weak<Process>),
+    /// A POSIX timer of a process (index into its table, generation).
+    Posix(Weak<Process>, usize, u64),
+}
+
+/// Identifies an armed timer (for cancelling).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimerId {
+    cpu: usize,
+    key: (u64, u64),
+}
+
+struct CpuTimers {
+    list: BTreeMap<(u64, u64), Action>,
+    /// Deadline the LAPIC is armed for (0: not armed).
+    armed: u64,
+}
+
+static TIMERS: [SpinLock<CpuTimers>; MAX_VCPUS as usize] =
+    [const { SpinLock::new(CpuTimers { list: BTreeMap::new(), armed: 0 }) }; MAX_VCPUS as usize];
+static SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// Arms a timer on this vCPU for monotonic time `deadline`.
+pub fn arm(deadline: u64, action: Action) -> TimerId {
+    let cpu = percpu::cpu_index();
+    let key = (deadline, SEQ.fetch_add(1, Ordering::Relaxed));
+    TIMERS[cpu].lock().list.insert(key, action);
+    reprogram_with(deadline);
+    TimerId { cpu, key }
+}
+
+/// Cancels a timer; returns whether it had not fired yet.
+pub fn cancel(id: TimerId) -> bool {
+    TIMERS[id.cpu].lock().list.remove(&id.key).is_some()
+}
+
+/// Arms the LAPIC earlier if `deadline` comes before what it is armed for.
+pub fn reprogram_with(deadline: u64) {
+    let cpu = percpu::cpu_index();
+    let mut t = TIMERS[cpu].lock();
+    if t.armed == 0 || deadline < t.armed {
+        t.armed = deadline;
+        let now = crate::time::monotonic_ns();
+        apic::arm_timer_ns(deadline.saturating_sub(now).max(1));
+    }
+}
+
+/// Arms the LAPIC for the nearest deadline (timers, the slice, `extra`).
+pub fn program_next(extra: u64) {
+    let cpu = percpu::cpu_index();
+    let slice = sched::slice_deadline();
+    let mut t = TIMERS[cpu].lock();
+    let mut next = t.list.keys().next().map(|k| k.0).unwrap_or(0);
+    for d in [slice, extra] {
+        if d != 0 && (next == 0 || d < next) {
+            next = d;
+        }
+    }
+    t.armed = next;
+    if next == 0 {
+        apic::arm_timer_ns(0);
+    } else {
+        let now = crate::time::monotonic_ns();
+        apic::arm_timer_ns(next.saturating_sub(now).max(1));
+    }
+}
+
+/// Runs the expired timers of this vCPU.
+pub fn run_expired() {
+    let cpu = percpu::cpu_index();
+    let now = crate::time::monotonic_ns();
+    let mut due: Vec<Action> = Vec::new();
+    {
+        let mut t = TIMERS[cpu].lock();
+        while let Some((&k, _)) = t.list.iter().next() {
+            if k.0 > now {
+                break;
+            }
+            if let Some(a) = t.list.remove(&k) {
+                due.push(a);
+            }
+        }
+        t.armed = 0;
+    }
+    for a in due {
+        match a {
+            Action::Wake(task) => {
+                task.timed_out.store(true, Ordering::Release);
+                sched::wake(&task);
+            }
+            Action::RealTimer(p) => {
+                if let Some(p) = p.upgrade() {
+                    let rearm = {
+                        let mut timers = p.timers.lock();
+                        timers.real_armed = None;
+                        if timers.real_interval_ns != 0 {
+                            timers.real_deadline = now + timers.real_interval_ns;
+                            Some(timers.real_deadline)
+                        } else {
+                            timers.real_deadline = 0;
+                            None
+                        }
+                    };
+                    super::signal::send_to_process(&p, SIGALRM, super::signal::SigInfo::kernel(SIGALRM));
+                    if let Some(d) = rearm {
+                        let id = arm(d, Action::RealTimer(Arc::downgrade(&p)));
+                        p.timers.lock().real_armed = Some(id);
+                    }
+                }
+            }
+            Action::Posix(p, index, generation) => {
+                if let Some(p) = p.upgrade() {
+                    super::signal::posix_timer_fired(&p, index, generation, now);
+                }
+            }
+        }
+    }
+}
+
+/// The timer interrupt.
+pub fn interrupt() {
+    run_expired();
+    let now = crate::time::monotonic_ns();
+    sched::tick(now);
+    program_next(0);
+}
+
+/// A process's interval timers.
+#[derive(Default)]
+pub struct ProcessTimers {
+    /// ITIMER_REAL: absolute deadline (0: disarmed) and interval.
+    pub real_deadline: u64,
+    pub real_interval_ns: u64,
+    pub real_armed: Option<TimerId>,
+    /// POSIX timers (timer_create); index = timer id.
+    pub posix: Vec<Option<super::signal::PosixTimer>>,
+}
+
+/// Disarms every timer of an exiting process.
+pub fn cancel_process_timers(p: &Process) {
+    let mut t = p.timers.lock();
+    if let Some(id) = t.real_armed.take() {
+        cancel(id);
+    }
+    for pt in t.posix.iter_mut().flatten() {
+        if let Some(id) = pt.armed.take() {
+            cancel(id);
+        }
+    }
+}
