@@ -29,4 +29,33 @@ fn main() {
     }
     let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     std::fs::write(format!("{out}/vectors.s"), s).expect("writing vectors.s");
+    build_vdso(&dir, &out);
+}
+
+/// Builds the vDSO (user-mode code, a tiny shared object) with gcc.
+fn build_vdso(dir: &str, out: &str) {
+    println!("cargo:rerun-if-changed=vdso/vdso.c");
+    println!("cargo:rerun-if-changed=vdso/vdso.lds");
+    let status = std::process::Command::new("gcc")
+        .args([
+            "-O2",
+            "-fPIC",
+            "-shared",
+            "-nostdlib",
+            "-fno-stack-protector",
+            "-fno-asynchronous-unwind-tables",
+            "-Wl,-soname=linux-vdso.so.1",
+            "-Wl,--hash-style=both",
+            "-Wl,-Bsymbolic",
+            "-Wl,--build-id=none",
+        ])
+        .arg(format!("-Wl,-T,{dir}/vdso/vdso.lds"))
+        .arg("-o")
+        .arg(format!("{out}/vdso.so"))
+        .arg(format!("{dir}/vdso/vdso.c"))
+        .status()
+        .expect("running gcc for the vDSO (install build-essential: scripts/prereqs.sh)");
+    assert!(status.success(), "building the vDSO failed");
+    let size = std::fs::metadata(format!("{out}/vdso.so")).expect("vdso.so").len();
+    assert!(size <= 4096, "the vDSO must fit in one page (it is {size} bytes)");
 }

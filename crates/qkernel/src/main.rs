@@ -73,6 +73,7 @@ pub extern "C" fn kmain(vcpu: u64, params: u64) -> ! {
         unsafe { cpu::xsetbv(p.xcr0) };
     }
     task::exit::init();
+    mm::vdso::init();
     let args = boot::InitArgs::read();
     task::set_hostname(args.hostname());
     if p.flags & flags::CHECK_ONLY != 0 {

@@ -57,6 +57,9 @@ pub const IDT_PA: u64 = 0x3000;
 pub const STATS_PA: u64 = 0x4000;
 /// Size of the statistics area.
 pub const STATS_SIZE: u64 = 0x4000;
+/// Guest-physical address of [`HostEvents`] (inside the statistics area's
+/// last page).
+pub const HOST_EVENTS_PA: u64 = STATS_PA + STATS_SIZE - PAGE_SIZE;
 /// Guest-physical address of the init block (argv/envp of the first process).
 pub const INIT_BLOCK_PA: u64 = 0x8000;
 /// Size of the init block.
@@ -175,6 +178,18 @@ pub const fn align_down(x: u64, align: u64) -> u64 {
 }
 
 const _: () = assert!(STATS_PA + STATS_SIZE <= INIT_BLOCK_PA);
+const _: () = assert!(STATS_PA + core::mem::size_of::<crate::stats::Stats>() as u64 <= HOST_EVENTS_PA);
+
+/// Events the host posts for the guest, followed by an interrupt
+/// (KVM_SIGNAL_MSI to vCPU 0 with the wake vector). The host only sets bits;
+/// the guest takes them with an atomic swap.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HostEvents {
+    /// Signals to deliver to the sandbox's init (bit `n - 1` for signal `n`),
+    /// forwarded by `quark run` / the runtime from outside the sandbox.
+    pub signals: u64,
+}
 const _: () = assert!(KERNEL_VIRT_BASE + KERNEL_PHYS_BASE + KERNEL_MAX_SIZE > KERNEL_VIRT_BASE);
 const _: () = assert!(vcpu_area::TSS_IN_PERCPU + 0x68 <= 0x1000);
 

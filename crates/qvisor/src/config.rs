@@ -31,6 +31,7 @@ pub struct Config {
     pub net: NetMode,
     pub hang_timeout_s: u64,
     pub test_hooks: bool,
+    pub die_with_parent: bool,
     pub argv: Vec<String>,
     pub help: bool,
     pub version: bool,
@@ -61,9 +62,14 @@ Options:
   --debug              verbose guest-kernel diagnostics in the log
   --hang-timeout SECS  abort when a vCPU spends this long in the guest kernel without progress (default 10)
   --check              boot the guest, run its platform self-test, print facts as JSON, and exit
+  --die-with-parent    end the sandbox (SIGKILL) when the process that started quark-sandbox dies
   --test-hooks         enable test-only hooks (used by Quark's test suite; never in production)
   -h, --help           this text
   -V, --version        print the version
+
+Signals: SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to quark-sandbox are delivered to the
+sandbox's first process (PID 1), which ignores those it has no handler for, like a
+container's init.
 
 Exit status: the program's status; 128+N when it was killed by signal N; 125 when the
 sandbox failed (guest kernel panic, hang, VM error), 126 when the program could not be
@@ -107,6 +113,7 @@ impl Config {
             net: NetMode::None,
             hang_timeout_s: DEFAULT_HANG_TIMEOUT_S,
             test_hooks: false,
+            die_with_parent: false,
             argv: Vec::new(),
             help: false,
             version: false,
@@ -195,6 +202,7 @@ impl Config {
                     c.hang_timeout_s = v.parse().map_err(|_| format!("invalid --hang-timeout {v:?}"))?;
                 }
                 "--test-hooks" => c.test_hooks = true,
+                "--die-with-parent" => c.die_with_parent = true,
                 other if other.starts_with('-') => return Err(format!("unknown option {other} (see --help)")),
                 _ => {
                     // The program starts at the first non-option argument.

@@ -6,6 +6,7 @@ pub mod boot;
 pub mod config;
 pub mod confine;
 pub mod cpuid;
+pub mod events;
 pub mod flavour;
 pub mod kernel_image;
 pub mod kvm;

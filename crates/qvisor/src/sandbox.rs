@@ -74,6 +74,12 @@ pub fn launch(cfg: &Config) -> i32 {
             return EXIT_SANDBOX_FAILED;
         }
     };
+    if cfg.die_with_parent {
+        if let Err(e) = confine::die_with_parent() {
+            eprintln!("quark-sandbox: {e}");
+            return EXIT_SANDBOX_FAILED;
+        }
+    }
     // Facts that need the host's /sys, read before the child hides it.
     let flavour = flavour::detect();
     if let Err(e) = confine::unshare_pid_namespace() {
@@ -177,6 +183,10 @@ fn run_vm(
     flavour: Flavour,
 ) -> Result<i32, String> {
     let t0 = sys::clock_ns(sys::CLOCK_MONOTONIC);
+    // A process group of its own: terminal signals reach the parent, which
+    // forwards them exactly once (to the guest's init, through events.rs).
+    // SAFETY: setpgid(0, 0) takes integers.
+    let _ = unsafe { sys::syscall3(sys::nr::SETPGID, 0, 0, 0) };
     confine::die_with_parent().map_err(|e| e.to_string())?;
     confine::unshare_namespaces(&cfg.net).map_err(|e| e.to_string())?;
     let root: OwnedFd = confine::isolate_filesystem(cfg.rootfs.as_deref(), cfg.readonly).map_err(|e| e.to_string())?;
@@ -275,6 +285,9 @@ fn run_vm(
     });
     let svc_log = log;
     vcpu::install_kick_handler().map_err(|e| format!("installing the vCPU kick handler: {}", e.description()))?;
+    let events_hva = svc.mem.check(qlib::layout::HOST_EVENTS_PA, 8).map_err(|e| e.to_string())?;
+    crate::events::install(vm.raw_fd(), events_hva)
+        .map_err(|e| format!("installing the signal forwarding: {}", e.description()))?;
     sys::mask_signals(&[13], true); // SIGPIPE: writes to a closed stdout return EPIPE instead
     let threads: Vec<_> = vcpus
         .into_iter()

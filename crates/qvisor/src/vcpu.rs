@@ -22,6 +22,7 @@ const MSR_SFMASK: u32 = 0xc000_0084;
 const MSR_FS_BASE: u32 = 0xc000_0100;
 const MSR_GS_BASE: u32 = 0xc000_0101;
 const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
+const MSR_TSC_AUX: u32 = 0xc000_0103;
 const MSR_X2APIC_SVR: u32 = 0x80f;
 const MSR_X2APIC_LVTT: u32 = 0x832;
 const MSR_X2APIC_TDCR: u32 = 0x83e;
@@ -132,6 +133,8 @@ pub fn configure(
     // x2APIC: software-enabled with spurious vector 0xff; timer one-shot on
     // vector 0x20 (qkernel's TIMER_VECTOR), divide by 1.
     v.set_msrs(&[(MSR_X2APIC_SVR, 0x1ff), (MSR_X2APIC_LVTT, 0x20), (MSR_X2APIC_TDCR, 0xb)])?;
+    // RDTSCP's TSC_AUX is the vCPU index: the vDSO's getcpu reads it.
+    v.set_msrs(&[(MSR_TSC_AUX, id as u64)])?;
     v.set_mp_state(MP_STATE_RUNNABLE)?;
     Ok(())
 }

@@ -125,7 +125,9 @@ const SIGNAL_NUMBERS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 
  */
 export function runSandbox(o: SandboxOptions, binary: string = findSandboxBinary()): Promise<SandboxResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(binary, sandboxArgs(o), { stdio: 'inherit' });
+    // A session of its own: terminal signals reach only this process, which
+    // forwards each once; --die-with-parent ends the sandbox if we die.
+    const child = spawn(binary, ['--die-with-parent', ...sandboxArgs(o)], { stdio: 'inherit', detached: true });
     const forward = (sig: NodeJS.Signals) => {
       child.kill(sig);
     };

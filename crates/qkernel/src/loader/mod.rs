@@ -198,6 +198,8 @@ pub struct StackArgs<'a> {
     pub gid: u32,
     pub egid: u32,
     pub hwcap: u64,
+    /// Address of the vDSO (AT_SYSINFO_EHDR), 0 for none.
+    pub vdso: u64,
 }
 
 /// Creates the main stack VMA below `stack_top` and writes argc, argv, envp
@@ -218,7 +220,7 @@ pub fn build_stack(mm: &mut AddressSpace, stack_top: u64, img: &Loaded, a: &Stac
         + 1
         + platform.len() as u64
         + 16;
-    let auxv_count = 20u64;
+    let auxv_count = 21u64;
     let words = 1 + (a.argv.len() as u64 + 1) + (a.envp.len() as u64 + 1) + 2 * auxv_count;
     let total = strings_len + words * 8 + 16;
     if total > STACK_SIZE / 4 {
@@ -271,6 +273,7 @@ pub fn build_stack(mm: &mut AddressSpace, stack_top: u64, img: &Loaded, a: &Stac
         (AT_EXECFN, execfn_addr),
         (AT_PLATFORM, platform_addr),
         (AT_MINSIGSTKSZ, 2048),
+        (AT_SYSINFO_EHDR, a.vdso),
         (AT_NULL, 0),
     ];
     debug_assert!(aux.len() as u64 == auxv_count);

@@ -621,6 +621,15 @@ impl AddressSpace {
         Ok(())
     }
 
+    /// Maps a frame shared with others (read-only data such as the vDSO):
+    /// adds a reference instead of taking ownership.
+    pub fn map_shared_frame(&mut self, va: u64, pa: u64, prot: u64) -> Result<(), Errno> {
+        frame::ref_inc(pa);
+        self.pt.map(va, pa, pte_flags(prot) | PTE_COW).ok_or(Errno::ENOMEM)?;
+        self.resident.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// The frame mapped at `va`, if any.
     pub fn frame_at(&self, va: u64) -> Option<u64> {
         self.pt.lookup(page_of(va)).map(|e| e & PTE_ADDR)

@@ -5,6 +5,7 @@ pub mod frame;
 pub mod heap;
 pub mod pagetable;
 pub mod tlb;
+pub mod vdso;
 
 use crate::sync::RwLock;
 use addrspace::{Access, AddressSpace, Fault};

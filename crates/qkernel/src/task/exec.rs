@@ -84,6 +84,7 @@ pub fn execve(path: &[u8], argv: &[Vec<u8>], envp: &[Vec<u8>], frame: &mut TrapF
     let argv_refs: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
     let envp_refs: Vec<&[u8]> = envp.iter().map(|a| a.as_slice()).collect();
     let hwcap = core::arch::x86_64::__cpuid(1).edx as u64;
+    let vdso = crate::mm::vdso::map(&mut space)?;
     let sp = loader::build_stack(
         &mut space,
         stack_top,
@@ -97,6 +98,7 @@ pub fn execve(path: &[u8], argv: &[Vec<u8>], envp: &[Vec<u8>], frame: &mut TrapF
             gid: creds.gid,
             egid: creds.egid,
             hwcap,
+            vdso,
         },
     )?;
 

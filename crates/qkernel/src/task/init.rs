@@ -126,11 +126,22 @@ pub fn spawn_init(args: &InitArgs) -> Result<(), (Errno, Vec<u8>)> {
     space.brk = img.brk_start;
     let h = args.header;
     let hwcap = core::arch::x86_64::__cpuid(1).edx as u64;
+    let vdso = crate::mm::vdso::map(&mut space).map_err(fail)?;
     let sp = loader::build_stack(
         &mut space,
         stack_top,
         &img,
-        &StackArgs { argv: &argv, envp: &envp, execfn: name, uid: h.uid, euid: h.uid, gid: h.gid, egid: h.gid, hwcap },
+        &StackArgs {
+            argv: &argv,
+            envp: &envp,
+            execfn: name,
+            uid: h.uid,
+            euid: h.uid,
+            gid: h.gid,
+            egid: h.gid,
+            hwcap,
+            vdso,
+        },
     )
     .map_err(fail)?;
     let tid = pid::alloc().map_err(fail)?;

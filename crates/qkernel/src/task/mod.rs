@@ -398,6 +398,25 @@ pub fn interruptible_sleep(t: &Task, on: bool) {
     t.interruptible.store(on, Ordering::Release);
 }
 
+/// Takes the events the host posted (see `qlib::layout::HostEvents`) and
+/// acts on them: signals for init are delivered as coming from outside the
+/// sandbox (so SIGKILL/SIGSTOP are honoured even by init).
+pub fn poll_host_events() {
+    // SAFETY: the host-events word lives in guest RAM (direct map); the host
+    // only ever ORs bits in, we take them atomically.
+    let word = unsafe { &*(qlib::layout::phys_to_virt(qlib::layout::HOST_EVENTS_PA) as *const AtomicU64) };
+    if word.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let mut sigs = word.swap(0, Ordering::AcqRel);
+    let Some(init) = pid::process(1) else { return };
+    while sigs != 0 {
+        let sig = sigs.trailing_zeros() + 1;
+        sigs &= sigs - 1;
+        signal::send_from_host(&init, sig);
+    }
+}
+
 static HOSTNAME: crate::sync::Once<Vec<u8>> = crate::sync::Once::new();
 
 /// The sandbox's hostname.

@@ -344,6 +344,9 @@ pub fn idle_loop(c: usize) -> ! {
     loop {
         tlb::service_pending();
         super::timer::run_expired();
+        if c == 0 {
+            super::poll_host_events();
+        }
         let mut rq = RQ[c].lock();
         let mut next = rq.queue.pop_front();
         if let Some(t) = next.as_ref() {

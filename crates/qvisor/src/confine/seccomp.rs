@@ -149,8 +149,10 @@ pub const ALLOWED: &[u64] = &[
     nr::RESTART_SYSCALL,
 ];
 
-/// KVM vCPU ioctls a running sandbox makes.
-pub const KVM_IOCTLS: &[u64] = &[kvm::KVM_RUN, kvm::KVM_GET_REGS, kvm::KVM_GET_SREGS, kvm::KVM_GET_MP_STATE];
+/// KVM ioctls a running sandbox makes (vCPU runs and reads; an interrupt
+/// to vCPU 0 when the host posts events).
+pub const KVM_IOCTLS: &[u64] =
+    &[kvm::KVM_RUN, kvm::KVM_GET_REGS, kvm::KVM_GET_SREGS, kvm::KVM_GET_MP_STATE, kvm::KVM_SIGNAL_MSI];
 
 /// Builds the filter. `root_fd` is the only descriptor openat2 may resolve against.
 pub fn build(root_fd: i32) -> Vec<Insn> {

@@ -26,6 +26,19 @@ pub const KVM_SET_MP_STATE: u64 = 0x4004_ae99;
 pub const KVM_ENABLE_CAP: u64 = 0x4068_aea3;
 pub const KVM_GET_TSC_KHZ: u64 = 0xaea3;
 pub const KVM_GET_STATS_FD: u64 = 0xaece;
+pub const KVM_SIGNAL_MSI: u64 = 0x4020_aea5;
+
+/// `struct kvm_msi`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct Msi {
+    pub address_lo: u32,
+    pub address_hi: u32,
+    pub data: u32,
+    pub flags: u32,
+    pub devid: u32,
+    pub pad: [u8; 12],
+}
 
 pub const KVM_EXIT_IO: u32 = 2;
 pub const KVM_EXIT_HLT: u32 = 5;

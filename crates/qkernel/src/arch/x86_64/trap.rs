@@ -71,10 +71,12 @@ pub extern "C" fn trap_dispatch(f: &mut TrapFrame) {
         }
         v if v == apic::SPURIOUS_VECTOR as u64 => {}
         _ => {
-            // Wake-up IPIs and anything else: acknowledge; the point was to
-            // leave HLT or return to user mode through the checks below.
+            // Wake-up IPIs, host events and anything else: acknowledge; the
+            // point was to leave HLT or return to user mode through the
+            // checks below.
             percpu::stats().interrupts += 1;
             apic::eoi();
+            task::poll_host_events();
         }
     }
     if f.from_user() && task::has_current() {
