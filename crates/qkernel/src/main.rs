@@ -19,6 +19,7 @@ pub mod mm;
 pub mod panic;
 pub mod random;
 pub mod selftest;
+pub mod stats;
 pub mod sync;
 pub mod syscalls;
 pub mod task;

@@ -33,6 +33,9 @@ pub struct VcpuStats {
     pub context_switches: u64,
 }
 
+/// Number of per-syscall counters (x86-64 numbers 0..=467).
+pub const SYSCALL_COUNTERS: usize = 468;
+
 /// The statistics area at [`crate::layout::STATS_PA`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -43,10 +46,20 @@ pub struct Stats {
     pub user_bytes: u64,
     /// Bytes of free guest memory.
     pub free_bytes: u64,
-    /// Padding to a cache line.
-    pub _pad: [u64; 5],
+    /// Copy-on-write breaks (a shared frame copied on the first write).
+    pub cow_faults: u64,
+    /// TLB shootdowns initiated.
+    pub tlb_shootdowns: u64,
+    /// IPIs sent for TLB shootdowns.
+    pub tlb_ipis: u64,
+    /// Pages whose mappings changed under a shootdown.
+    pub tlb_pages: u64,
+    /// Tasks created (fork, clone).
+    pub tasks_created: u64,
     /// Per-vCPU counters.
     pub vcpu: [VcpuStats; MAX_VCPUS as usize],
+    /// Calls per system call number (atomic increments by the guest).
+    pub syscalls: [u64; SYSCALL_COUNTERS],
 }
 
 const _: () = assert!(core::mem::size_of::<Stats>() as u64 <= STATS_SIZE);

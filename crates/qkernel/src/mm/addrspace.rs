@@ -17,7 +17,7 @@ use crate::arch::x86_64::cpu;
 use crate::sync::SpinLock;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 use qlib::hcall::GuestIovec;
 use qlib::layout::{align_up, phys_to_virt, PAGE_SIZE, USER_END};
 use qlib::linux::consts::mman::*;
@@ -97,8 +97,9 @@ pub struct AddressSpace {
     resident: AtomicU64,
     /// Frames to free once no vCPU can still use them (after a shootdown).
     deferred: SpinLock<Vec<u64>>,
-    /// Other vCPUs must flush before `deferred` is freed.
-    flush: AtomicBool,
+    /// Pages whose mappings were removed or narrowed since the last
+    /// shootdown: other vCPUs must flush before `deferred` is freed.
+    flush: AtomicU64,
 }
 
 impl AddressSpace {
@@ -112,7 +113,7 @@ impl AddressSpace {
             mmap_base,
             resident: AtomicU64::new(0),
             deferred: SpinLock::new(Vec::new()),
-            flush: AtomicBool::new(false),
+            flush: AtomicU64::new(0),
         })
     }
 
@@ -126,9 +127,10 @@ impl AddressSpace {
         self.resident.load(Ordering::Relaxed)
     }
 
-    /// Takes the frames to free and whether a shootdown is needed first.
-    pub fn take_deferred(&self) -> (bool, Vec<u64>) {
-        let flush = self.flush.swap(false, Ordering::AcqRel);
+    /// Takes the frames to free and the number of pages other vCPUs must
+    /// flush first.
+    pub fn take_deferred(&self) -> (u64, Vec<u64>) {
+        let flush = self.flush.swap(0, Ordering::AcqRel);
         (flush, core::mem::take(&mut *self.deferred.lock()))
     }
 
@@ -184,7 +186,7 @@ impl AddressSpace {
         });
         if freed > 0 {
             self.resident.fetch_sub(freed, Ordering::Relaxed);
-            self.flush.store(true, Ordering::Release);
+            self.flush.fetch_add(freed, Ordering::AcqRel);
         }
     }
 
@@ -298,7 +300,7 @@ impl AddressSpace {
             self.vmas.insert(v.end, Vma { prot, ..v });
         }
         let flags = pte_flags(prot);
-        let mut changed = false;
+        let mut changed = 0;
         self.pt.for_each_mapped(start, end, |va, e| {
             let old = e.load(Ordering::Acquire);
             let frame = old & PTE_ADDR;
@@ -313,11 +315,9 @@ impl AddressSpace {
             };
             e.store(new, Ordering::Release);
             cpu::invlpg(va);
-            changed = true;
+            changed += 1;
         });
-        if changed {
-            self.flush.store(true, Ordering::Release);
-        }
+        self.flush.fetch_add(changed, Ordering::AcqRel);
         Ok(())
     }
 
@@ -457,7 +457,7 @@ impl AddressSpace {
                 e.store(entry, Ordering::Release);
             }
         }
-        self.flush.store(true, Ordering::Release);
+        self.flush.fetch_add(moved / PAGE_SIZE, Ordering::AcqRel);
         self.carve(old, old + old_len);
         if old_len > moved {
             self.release_pages(old + moved, old + old_len);
@@ -566,8 +566,9 @@ impl AddressSpace {
         }
         cpu::invlpg(va);
         self.drop_frame(old_pa);
+        crate::stats::add(crate::stats::Counter::CowFaults, 1);
         // Other vCPUs may still read the old frame through stale entries.
-        self.flush.store(true, Ordering::Release);
+        self.flush.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 
@@ -677,7 +678,7 @@ impl AddressSpace {
             });
         }
         child.resident.store(count, Ordering::Relaxed);
-        self.flush.store(true, Ordering::Release);
+        self.flush.fetch_add(count, Ordering::AcqRel);
         ok.then_some(child)
     }
 }

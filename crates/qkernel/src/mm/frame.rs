@@ -154,10 +154,82 @@ fn split_from_larger(f: &mut Frames, order: usize) -> Option<u64> {
     Some(block)
 }
 
+/// Frames kept per vCPU so single-frame allocation and free (page faults,
+/// page tables, heap slabs) take no global lock on the hot path.
+struct Cache {
+    /// Known-zero frames.
+    zero: [u64; CACHE_ZERO],
+    nzero: usize,
+    /// Freed (dirty) frames.
+    dirty: [u64; CACHE_DIRTY],
+    ndirty: usize,
+}
+
+const CACHE_ZERO: usize = 32;
+const CACHE_DIRTY: usize = 64;
+/// Frames moved between a cache and the global pools at once.
+const BATCH: usize = 16;
+
+static CACHES: [SpinLock<Cache>; qlib::layout::MAX_VCPUS as usize] =
+    [const { SpinLock::new(Cache { zero: [0; CACHE_ZERO], nzero: 0, dirty: [0; CACHE_DIRTY], ndirty: 0 }) };
+        qlib::layout::MAX_VCPUS as usize];
+
+fn cache() -> &'static SpinLock<Cache> {
+    &CACHES[crate::arch::x86_64::percpu::cpu_index()]
+}
+
+/// One frame from this vCPU's cache, refilled in batches.
+fn alloc_cached(zero: Zero) -> Option<u64> {
+    let mut c = cache().lock();
+    if zero == Zero::No && c.ndirty > 0 {
+        c.ndirty -= 1;
+        return Some(c.dirty[c.ndirty]);
+    }
+    if c.nzero == 0 {
+        // Refill with known-zero frames from the global pools.
+        let mut f = FRAMES.lock();
+        while c.nzero < BATCH {
+            let pa = match f.zeroed.pop() {
+                Some(pa) => pa,
+                None => match from_zero_pool(&mut f, 0) {
+                    Some(pa) => pa,
+                    None => break,
+                },
+            };
+            let n = c.nzero;
+            c.zero[n] = pa;
+            c.nzero += 1;
+        }
+    }
+    if c.nzero > 0 {
+        c.nzero -= 1;
+        return Some(c.zero[c.nzero]);
+    }
+    if c.ndirty > 0 {
+        c.ndirty -= 1;
+        let pa = c.dirty[c.ndirty];
+        drop(c);
+        zero_frame(pa);
+        return Some(pa);
+    }
+    drop(c);
+    None
+}
+
+fn zero_frame(pa: u64) {
+    // SAFETY: the frame was just allocated and is exclusively ours.
+    unsafe { core::ptr::write_bytes(phys_to_virt(pa) as *mut u8, 0, PAGE_SIZE as usize) };
+}
+
 /// Allocates a block of `2^order` frames; returns its guest-physical address.
 pub fn alloc(order: usize, zero: Zero) -> Option<u64> {
     if order > MAX_ORDER {
         return None;
+    }
+    if order == 0 {
+        if let Some(pa) = alloc_cached(zero) {
+            return Some(pa);
+        }
     }
     let mut f = FRAMES.lock();
     let (pa, dirty) = match zero {
@@ -187,6 +259,22 @@ pub fn alloc(order: usize, zero: Zero) -> Option<u64> {
 
 /// Frees a block allocated with the same order.
 pub fn free(pa: u64, order: usize) {
+    if order == 0 {
+        let mut c = cache().lock();
+        if c.ndirty == CACHE_DIRTY {
+            // Spill a batch to the global pool.
+            let mut f = FRAMES.lock();
+            for _ in 0..BATCH {
+                c.ndirty -= 1;
+                let p = c.dirty[c.ndirty];
+                push(&mut f, p, 0);
+            }
+        }
+        let n = c.ndirty;
+        c.dirty[n] = pa;
+        c.ndirty += 1;
+        return;
+    }
     let mut f = FRAMES.lock();
     push(&mut f, pa, order);
 }

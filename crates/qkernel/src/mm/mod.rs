@@ -45,9 +45,11 @@ impl Mm {
     /// makes other vCPUs drop stale translations, then frees the frames the
     /// change released.
     pub fn finish(&self) {
-        let (flush, frames) = self.space.read().take_deferred();
-        if flush {
-            tlb::shootdown(&self.active);
+        let (pages, frames) = self.space.read().take_deferred();
+        if pages > 0 {
+            if tlb::shootdown(&self.active) {
+                crate::stats::add(crate::stats::Counter::TlbPages, pages);
+            }
         }
         for pa in frames {
             frame::free_frame(pa);

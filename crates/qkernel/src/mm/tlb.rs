@@ -49,16 +49,19 @@ pub fn service_pending() {
 
 /// Makes every vCPU in `mask` other than this one drop translations of the
 /// address space the caller just changed, and waits until they have.
-pub fn shootdown(mask: &AtomicU64) {
+/// Returns whether any other vCPU had to be interrupted.
+pub fn shootdown(mask: &AtomicU64) -> bool {
     // The page-table writes must be visible before we read who runs the
     // address space (a vCPU loading it later sees the new entries).
     fence(Ordering::SeqCst);
     let me = percpu::cpu_index();
     let targets = mask.load(Ordering::SeqCst) & !(1u64 << me);
     if targets == 0 {
-        return;
+        return false;
     }
     SHOOTDOWNS.fetch_add(1, Ordering::Relaxed);
+    crate::stats::add(crate::stats::Counter::TlbShootdowns, 1);
+    crate::stats::add(crate::stats::Counter::TlbIpis, targets.count_ones() as u64);
     for (t, flag) in PENDING.iter().enumerate() {
         if targets & (1 << t) != 0 {
             flag.store(true, Ordering::Release);
@@ -74,4 +77,5 @@ pub fn shootdown(mask: &AtomicU64) {
             }
         }
     }
+    true
 }

@@ -205,6 +205,7 @@ pub extern "C" fn syscall_dispatch(f: &mut TrapFrame) -> u64 {
         return 1;
     }
     let nr = f.rax;
+    crate::stats::syscall(nr);
     let res = match TABLE.get(nr as usize) {
         Some(Some(h)) => h(f),
         _ => {

@@ -77,7 +77,15 @@ fn stdio_io(fd_num: u8, bufs: &[(u64, u64)], write: bool) -> SysResult {
                     break;
                 }
             }
-            Err(e) if total == 0 => return Err(e),
+            Err(e) if total == 0 => {
+                if e == Errno::EPIPE {
+                    // Writing to a pipe nobody reads raises SIGPIPE.
+                    let t = task::current_arc();
+                    let info = crate::task::signal::SigInfo::kernel(qlib::linux::consts::signal::SIGPIPE);
+                    crate::task::signal::send_to_task(&t, qlib::linux::consts::signal::SIGPIPE, info);
+                }
+                return Err(e);
+            }
             Err(_) => break,
         }
     }

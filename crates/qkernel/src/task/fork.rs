@@ -195,6 +195,7 @@ fn build(
         None
     };
     let child = task.clone();
+    crate::stats::add(crate::stats::Counter::TasksCreated, 1);
     sched::spawn(task);
     if let Some(q) = vfork {
         // The parent sleeps until the child execs or exits.
