@@ -46,10 +46,8 @@ impl Mm {
     /// change released.
     pub fn finish(&self) {
         let (pages, frames) = self.space.read().take_deferred();
-        if pages > 0 {
-            if tlb::shootdown(&self.active) {
-                crate::stats::add(crate::stats::Counter::TlbPages, pages);
-            }
+        if pages > 0 && tlb::shootdown(&self.active) {
+            crate::stats::add(crate::stats::Counter::TlbPages, pages);
         }
         for pa in frames {
             frame::free_frame(pa);
