@@ -168,6 +168,8 @@ pub struct Task {
     /// The task's context is live on a vCPU (not yet saved): it must not run
     /// elsewhere until the switch away from it completes.
     pub on_cpu: AtomicBool,
+    /// The task is in a run queue (changed only under that queue's lock).
+    pub on_rq: AtomicBool,
     /// Allowed vCPUs.
     pub affinity: AtomicU64,
     /// Asked to reschedule before returning to user mode.
@@ -332,6 +334,7 @@ pub fn new_task(tid: u32, process: Arc<Process>, fpu: FpuState) -> Option<Arc<Ta
         state: AtomicU8::new(State::Runnable as u8),
         cpu: AtomicU32::new(percpu::cpu_index() as u32),
         on_cpu: AtomicBool::new(false),
+        on_rq: AtomicBool::new(false),
         affinity: AtomicU64::new(u64::MAX),
         need_resched: AtomicBool::new(false),
         fs_base: AtomicU64::new(0),

@@ -85,14 +85,31 @@ fn place(t: &Task) -> usize {
     }
 }
 
+/// Puts a runnable task in vCPU `c`'s queue, unless it is already queued or
+/// is that vCPU's running task (which then simply keeps running): a task is
+/// in at most one queue, and never while it runs.
 fn enqueue(c: usize, t: Arc<Task>) {
-    t.cpu.store(c as u32, Ordering::Relaxed);
     {
         let mut rq = RQ[c].lock();
+        if t.on_rq.load(Ordering::Relaxed) || rq.current.as_ref().is_some_and(|cur| Arc::ptr_eq(cur, &t)) {
+            return;
+        }
+        t.cpu.store(c as u32, Ordering::Relaxed);
+        t.on_rq.store(true, Ordering::Relaxed);
         rq.queue.push_back(t);
         LOAD[c].fetch_add(1, Ordering::Relaxed);
     }
     kick(c);
+}
+
+/// Where a task that became runnable goes: the vCPU it is (still) running
+/// on, or the best one for it.
+fn target(t: &Task) -> usize {
+    if t.on_cpu.load(Ordering::Acquire) {
+        t.cpu.load(Ordering::Relaxed) as usize
+    } else {
+        place(t)
+    }
 }
 
 /// Makes an idle or busy vCPU look at its run queue.
@@ -125,8 +142,7 @@ pub fn wake(t: &Arc<Task>) -> bool {
     {
         return false;
     }
-    let c = place(t);
-    enqueue(c, t.clone());
+    enqueue(target(t), t.clone());
     true
 }
 
@@ -151,9 +167,34 @@ fn account(t: &Task, now: u64) {
 }
 
 /// Gives up the vCPU. The caller set the current task's state: Sleeping,
-/// Stopped or Dead, or Runnable to yield. Returns when the task runs again
-/// (never for Dead).
+/// Stopped or Dead; or it is Runnable because a wake-up came before it slept
+/// (it keeps running). Returns when the task runs again (never for Dead).
 pub fn schedule() {
+    reschedule(false)
+}
+
+/// Gives the vCPU to the next runnable task, if any (the slice ended, or
+/// sched_yield); the current task stays runnable.
+pub fn yield_now() {
+    reschedule(true)
+}
+
+fn pop_next(rq: &mut RunQueue, c: usize) -> Option<Arc<Task>> {
+    for _ in 0..rq.queue.len() {
+        let t = rq.queue.pop_front()?;
+        if t.on_cpu.load(Ordering::Acquire) {
+            // Still being switched away from on another vCPU.
+            rq.queue.push_back(t);
+            continue;
+        }
+        t.on_rq.store(false, Ordering::Relaxed);
+        LOAD[c].fetch_sub(1, Ordering::Relaxed);
+        return Some(t);
+    }
+    None
+}
+
+fn reschedule(yielding: bool) {
     let c = percpu::cpu_index();
     tlb::service_pending();
     let mut rq = RQ[c].lock();
@@ -162,29 +203,19 @@ pub fn schedule() {
     };
     cur.need_resched.store(false, Ordering::Relaxed);
     let runnable = cur.state() == State::Runnable;
-    let next = loop {
-        match rq.queue.pop_front() {
-            // A task still being switched away from on another vCPU: requeue.
-            Some(t) if t.on_cpu.load(Ordering::Acquire) && !Arc::ptr_eq(&t, &cur) => rq.queue.push_back(t),
-            Some(t) => {
-                LOAD[c].fetch_sub(1, Ordering::Relaxed);
-                break Some(t);
-            }
-            None => break None,
-        }
-    };
+    if runnable && !yielding {
+        // Woken before it got to sleep: keep running.
+        return;
+    }
+    let next = pop_next(&mut rq, c);
     let next = match next {
-        Some(t) if Arc::ptr_eq(&t, &cur) => {
-            // Woken before it got to sleep: keep running.
-            set_slice(&mut rq);
-            return;
-        }
-        Some(t) => {
+        Some(n) => {
             if runnable {
+                cur.on_rq.store(true, Ordering::Relaxed);
                 rq.queue.push_back(cur.clone());
                 LOAD[c].fetch_add(1, Ordering::Relaxed);
             }
-            Some(t)
+            Some(n)
         }
         None if runnable => {
             rq.slice_end = 0;
@@ -295,11 +326,6 @@ pub extern "C" fn task_first_run() {
     super::signal::exit_to_user(super::current().user_frame());
 }
 
-/// Asks the current task to reschedule before it returns to user mode.
-pub fn yield_now() {
-    schedule();
-}
-
 /// Called by the timer interrupt: ends the slice if it is over.
 pub fn tick(now: u64) {
     let c = percpu::cpu_index();
@@ -334,6 +360,7 @@ fn steal(c: usize) -> Option<Arc<Task>> {
         .iter()
         .position(|t| !t.on_cpu.load(Ordering::Acquire) && t.affinity.load(Ordering::Relaxed) & (1 << c) != 0)?;
     let t = rq.queue.remove(i)?;
+    t.on_rq.store(false, Ordering::Relaxed);
     LOAD[o].fetch_sub(1, Ordering::Relaxed);
     Some(t)
 }
@@ -348,15 +375,7 @@ pub fn idle_loop(c: usize) -> ! {
             super::poll_host_events();
         }
         let mut rq = RQ[c].lock();
-        let mut next = rq.queue.pop_front();
-        if let Some(t) = next.as_ref() {
-            if t.on_cpu.load(Ordering::Acquire) {
-                let t = next.take().expect("just checked");
-                rq.queue.push_back(t);
-            } else {
-                LOAD[c].fetch_sub(1, Ordering::Relaxed);
-            }
-        }
+        let mut next = pop_next(&mut rq, c);
         if next.is_none() {
             drop(rq);
             next = steal(c);

@@ -658,7 +658,7 @@ pub fn exit_to_user(f: &mut TrapFrame) -> bool {
     let mut rewritten = false;
     loop {
         if t.need_resched.load(Ordering::Relaxed) {
-            sched::schedule();
+            sched::yield_now();
             continue;
         }
         {
