@@ -9,12 +9,14 @@
 //   - the exit status matches the header (`exit: N` or `signal: SIGx` = 128+x),
 //   - two runs print identical stdout (and stderr with `compare: stdout+stderr`),
 //     after applying the header's `mask:` regexes,
-//   - the syscall count under `strace -f` plus the page faults (minflt) of a
-//     normal run stay within the sandbox budget (BUDGET below: ~50 µs per kernel
-//     entry in the sandbox on this host, 20 s per program).
+//   - its syscalls plus page faults, counted by `perf stat` over all its processes
+//     (minus the runner's own, measured with build/native/nop), stay within the
+//     sandbox budget (BUDGET below: ~50 µs per kernel entry in the sandbox on
+//     this host, 20 s per program). perf rather than `strace -f -c`: ptrace changes
+//     what a program sees (a traced pid 1 does not die of SIGSEGV, it loops).
 // It prints a table with the time, syscalls and faults of each program.
 //
-// Usage: node tests/guest/native-check.mjs [--only name,name] [--libc glibc|musl] [--no-strace] [--verbose]
+// Usage: node tests/guest/native-check.mjs [--only name,name] [--libc glibc|musl] [--no-count] [--verbose]
 // Must run as root (chroot, namespaces, cgroups), like the sandbox tests.
 //
 // The header parser is exported for the sandbox harness: import { parseHeaders } from this file.
@@ -211,29 +213,20 @@ function runOnce(runner, h, root, variant, extra, wrap = []) {
   };
 }
 
-/** Syscalls made by the program (and its descendants) after the runner's execve of it. */
-export function countSyscalls(trace, variant) {
-  let runnerPid = null;
-  let programPid = null;
-  let n = 0;
-  const perName = new Map();
-  for (const line of trace.split('\n')) {
-    const m = /^(\d+) +(.*)$/.exec(line);
-    if (!m) continue;
-    const [, pid, rest] = m;
-    if (runnerPid === null) runnerPid = pid;
-    if (pid === runnerPid) continue;
-    if (programPid === null) {
-      if (rest.startsWith(`execve("/${variant}"`) && / = 0$/.test(rest)) programPid = pid;
-      continue;
-    }
-    if (rest.startsWith('<...') || rest.startsWith('---') || rest.startsWith('+++')) continue;
-    const sm = /^([a-z_0-9]+)\(/.exec(rest);
-    if (!sm) continue;
-    n++;
-    perName.set(sm[1], (perName.get(sm[1]) ?? 0) + 1);
+/** Run under `perf stat` (kernel counters, no ptrace: strace would change what the program
+ * sees, e.g. a traced pid 1 no longer dies of a fatal signal) and return
+ * { run, syscalls, faults } counted over the runner and all the program's processes. */
+function runCounted(runner, h, root, variant, extra, perfOut) {
+  const wrap = ['perf', 'stat', '-x,', '-o', perfOut, '-e', 'raw_syscalls:sys_enter,page-faults', '--'];
+  const run = runOnce(runner, h, root, variant, extra, wrap);
+  const counts = {};
+  for (const line of readFileSync(perfOut, 'utf8').split('\n')) {
+    const f = line.split(',');
+    if (f.length > 3 && /^\d+$/.test(f[0])) counts[f[2]] = Number(f[0]);
   }
-  return { n, perName };
+  if (counts['raw_syscalls:sys_enter'] === undefined || counts['page-faults'] === undefined)
+    throw new Error(`perf stat gave no counts for ${variant}:\n${readFileSync(perfOut, 'utf8')}`);
+  return { run, syscalls: counts['raw_syscalls:sys_enter'], faults: counts['page-faults'] };
 }
 
 function applyMasks(s, masks) {
@@ -248,7 +241,7 @@ function main() {
   };
   const only = opt('--only') ? new Set(opt('--only').split(',')) : null;
   const onlyLibc = opt('--libc');
-  const useStrace = !argv.includes('--no-strace');
+  const useCounts = !argv.includes('--no-count');
   const verbose = argv.includes('--verbose');
 
   if (process.getuid && process.getuid() !== 0) {
@@ -260,8 +253,11 @@ function main() {
     console.error('native-check: build failed');
     process.exit(1);
   }
-  if (useStrace && spawnSync('strace', ['-V']).status !== 0) {
-    console.error('native-check: strace is not installed (apt-get install strace), or pass --no-strace');
+  if (useCounts && spawnSync('perf', ['stat', '-e', 'raw_syscalls:sys_enter', '--', 'true']).status !== 0) {
+    console.error(
+      'native-check: `perf stat -e raw_syscalls:sys_enter` does not work here (apt-get install linux-perf; ' +
+        'tracefs at /sys/kernel/tracing), or pass --no-count',
+    );
     process.exit(2);
   }
   const runner = join(here, 'build', 'native', 'runner');
@@ -273,6 +269,18 @@ function main() {
   const work = mkdtempSync(join(tmpdir(), 'quark-guest-native-'));
   const rows = [];
   const failures = [];
+  // The runner's own cost (dynamic loading, namespaces, chroot, exec): counted once with the
+  // smallest program, build/native/nop (1 syscall), and subtracted from every count.
+  let baseline = { syscalls: 0, faults: 0 };
+  if (useCounts) {
+    const nopRoot = join(work, 'nop');
+    mkdirSync(nopRoot);
+    copyFileSync(join(here, 'build', 'native', 'nop'), join(nopRoot, 'nop'));
+    const nopH = parseHeaders('// issue: 0\n', 'nop');
+    const c = runCounted(runner, nopH, nopRoot, 'nop', [], join(work, 'perf.out'));
+    if (c.run.status !== 0) throw new Error(`nop: status ${c.run.status}`);
+    baseline = { syscalls: c.syscalls - 1, faults: c.faults - 1 };
+  }
   const started = Date.now();
   try {
     for (const { name, headers: h } of programs) {
@@ -299,8 +307,7 @@ function main() {
               cg = null;
             }
           };
-          const ruFile = join(work, `${libc}-${variant}.rusage`);
-          const r1 = withCg('1', (x) => runOnce(runner, h, root, variant, [...x, '--rusage', ruFile]));
+          const r1 = withCg('1', (x) => runOnce(runner, h, root, variant, x));
           const r2 = withCg('2', (x) => runOnce(runner, h, root, variant, x));
           for (const [i, r] of [r1, r2].entries()) {
             if (r.status !== h.expectStatus)
@@ -309,31 +316,16 @@ function main() {
           if (applyMasks(r1.stdout, h.masks) !== applyMasks(r2.stdout, h.masks)) problems.push('stdout differs between runs');
           if (h.compare === 'stdout+stderr' && applyMasks(r1.stderr, h.masks) !== applyMasks(r2.stderr, h.masks))
             problems.push('stderr differs between runs');
-          const ru = Object.fromEntries(
-            readFileSync(ruFile, 'utf8')
-              .trim()
-              .split('\n')
-              .map((l) => l.split(' '))
-              .map(([k, v]) => [k, Number(v)]),
-          );
           let sys = null;
-          let top = '';
-          if (useStrace) {
-            const traceFile = join(work, `${libc}-${variant}.trace`);
-            const rs = withCg('s', (x) =>
-              runOnce(runner, h, root, variant, x, ['strace', '-f', '-qq', '-o', traceFile]),
-            );
-            if (rs.status !== h.expectStatus) problems.push(`under strace: status ${statusLabel(rs.status)}`);
-            const c = countSyscalls(readFileSync(traceFile, 'utf8'), variant);
-            sys = c.n;
-            top = [...c.perName.entries()]
-              .sort((a, b) => b[1] - a[1])
-              .slice(0, 3)
-              .map(([k, v]) => `${k}:${v}`)
-              .join(' ');
-            if (sys + ru.minflt > BUDGET) problems.push(`syscalls+faults ${sys + ru.minflt} > budget ${BUDGET}`);
+          let flt = null;
+          if (useCounts) {
+            const c = withCg('c', (x) => runCounted(runner, h, root, variant, x, join(work, 'perf.out')));
+            if (c.run.status !== h.expectStatus) problems.push(`counted run: status ${statusLabel(c.run.status)}`);
+            sys = Math.max(0, c.syscalls - baseline.syscalls);
+            flt = Math.max(0, c.faults - baseline.faults);
+            if (sys + flt > BUDGET) problems.push(`syscalls+faults ${sys + flt} > budget ${BUDGET}`);
           }
-          rows.push({ label, status: statusLabel(r1.status), ms: r1.ms, sys, flt: ru.minflt, top, ok: !problems.length });
+          rows.push({ label, status: statusLabel(r1.status), ms: r1.ms, sys, flt, ok: !problems.length });
           if (problems.length) {
             failures.push(label);
             console.log(`FAIL ${label}: ${problems.join('; ')}`);
@@ -349,15 +341,16 @@ function main() {
     rmSync(work, { recursive: true, force: true });
   }
 
-  console.log('\nprogram                      status      ms  syscalls  faults  result  top syscalls');
+  console.log(`\nrunner baseline subtracted: ${baseline.syscalls} syscalls, ${baseline.faults} page faults`);
+  console.log('program                      status          ms  syscalls  faults  result');
   for (const r of rows) {
     console.log(
-      `${r.label.padEnd(28)} ${r.status.padEnd(9)} ${r.ms.toFixed(0).padStart(5)} ${String(r.sys ?? '-').padStart(9)} ` +
-        `${String(r.flt).padStart(7)}  ${(r.ok ? 'ok' : 'FAIL').padEnd(6)}  ${r.top}`,
+      `${r.label.padEnd(28)} ${r.status.padEnd(13)} ${r.ms.toFixed(0).padStart(5)} ${String(r.sys ?? '-').padStart(9)} ` +
+        `${String(r.flt ?? '-').padStart(7)}  ${r.ok ? 'ok' : 'FAIL'}`,
     );
   }
   console.log(
-    `\n${rows.length} runs (x2 + strace), ${failures.length} failed, ${((Date.now() - started) / 1000).toFixed(1)} s`,
+    `\n${rows.length} runs (x2, + counted), ${failures.length} failed, ${((Date.now() - started) / 1000).toFixed(1)} s`,
   );
   if (failures.length) {
     console.log(`failed: ${failures.join(', ')}`);

@@ -1,4 +1,4 @@
-/* Shared helpers for the guest test programs (tests/guest/src/*.c).
+/* Shared helpers for the guest test programs (the src/NAME.c files).
  *
  * Everything here builds with both gcc (glibc) and musl-gcc. musl-gcc has no
  * Linux UAPI headers (<linux/...>), so the few kernel constants and structs the
