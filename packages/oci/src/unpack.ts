@@ -28,6 +28,7 @@ import {
   readdir,
   rm,
   symlink,
+  writeFile,
   chmod,
   chown,
 } from 'node:fs/promises';
@@ -76,6 +77,9 @@ export interface UnpackResult {
 }
 
 const WH_PREFIX = '.wh.';
+/** Files up to this size are buffered and written concurrently (creation latency dominates on small files). */
+const SMALL_FILE = 256 * 1024;
+const MAX_PENDING = 16;
 const WH_OPAQUE = '.wh..wh..opq';
 const OVERLAY_OPAQUE_XATTR = 'trusted.overlay.opaque';
 
@@ -129,6 +133,9 @@ class LayerWriter {
   private readonly privileged: boolean;
   private readonly warn: (m: string) => void;
   private readonly warned = new Set<string>();
+  /** Small-file writes in flight (path key → completion), so file creation overlaps parsing. */
+  private readonly pending = new Map<string, Promise<void>>();
+  private failure: unknown;
 
   constructor(
     private readonly dest: string,
@@ -166,10 +173,39 @@ class LayerWriter {
    * Makes sure every parent of `parts` is a real directory in dest, creating missing ones (copying the
    * metadata of a lower directory, as overlayfs copy-up does). Refuses symlinks and non-directories.
    */
+  /** Waits for every write in flight; rethrows the first failure. */
+  async barrier(): Promise<void> {
+    while (this.pending.size > 0) await Promise.all(this.pending.values());
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  /** Waits for writes in flight without throwing (error paths). */
+  async settle(): Promise<void> {
+    while (this.pending.size > 0) await Promise.allSettled(this.pending.values());
+  }
+
+  /** Writes a small file in the background (at most MAX_PENDING at once). */
+  async writeSmall(h: TarHeader, data: Buffer): Promise<void> {
+    if (this.failure !== undefined) throw this.failure;
+    while (this.pending.size >= MAX_PENDING) await Promise.race(this.pending.values());
+    const key = cleanEntryPath(h.name).join('/');
+    const p = this.abs(cleanEntryPath(h.name));
+    const job = (async () => {
+      await writeFile(p, data, { flag: fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, mode: 0o600 });
+      await this.finish(p, h);
+    })()
+      .catch((e: unknown) => {
+        this.failure ??= e;
+      })
+      .finally(() => this.pending.delete(key));
+    this.pending.set(key, job);
+  }
+
   private async ensureParents(parts: string[], entry: string): Promise<void> {
     for (let i = 1; i < parts.length; i++) {
       const sub = parts.slice(0, i);
       const key = sub.join('/');
+      if (this.pending.has(key)) await this.barrier();
       if (this.verifiedDirs.has(key)) continue;
       const p = this.abs(sub);
       const st = await lstatOrNull(p);
@@ -215,6 +251,14 @@ class LayerWriter {
 
   async apply(h: TarHeader): Promise<'body' | 'skip'> {
     const parts = cleanEntryPath(h.name);
+    // Only new regular files may overlap writes in flight; everything else (links, whiteouts, dirs…) waits.
+    if (
+      h.type !== 'file' ||
+      (parts[parts.length - 1] ?? '').startsWith(WH_PREFIX) ||
+      this.pending.has(parts.join('/'))
+    ) {
+      await this.barrier();
+    }
     if (parts.length === 0) {
       if (h.type !== 'directory') throw new UnpackError(`layer entry "${h.name}" replaces the snapshot root`, h.name);
       this.dirMeta.set('', h);
@@ -418,6 +462,7 @@ class LayerWriter {
 
   /** Directory metadata last, deepest first, so writing children cannot disturb it. */
   async finishDirs(): Promise<void> {
+    await this.barrier();
     const keys = [...this.dirMeta.keys()].sort((a, b) => b.split('/').length - a.split('/').length || (a < b ? 1 : -1));
     for (const key of keys) {
       const h = this.dirMeta.get(key);
@@ -456,11 +501,19 @@ export async function unpackLayer(
   try {
     for (let h = await reader.next(); h; h = await reader.next()) {
       entries++;
-      if ((await w.apply(h)) === 'body') await w.writeFile(h, reader.body());
+      if ((await w.apply(h)) !== 'body') continue;
+      if (h.size <= SMALL_FILE) {
+        const parts: Buffer[] = [];
+        for await (const c of reader.body()) parts.push(Buffer.from(c));
+        await w.writeSmall(h, Buffer.concat(parts, h.size));
+      } else {
+        await w.writeFile(h, reader.body());
+      }
     }
     await w.finishDirs();
     await done;
   } catch (e) {
+    await w.settle();
     src.destroy();
     await done.catch(() => undefined);
     throw e;

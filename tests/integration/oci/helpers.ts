@@ -98,10 +98,10 @@ export async function buildBusybox(
     'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\napp:x:1000:1000::/home/app:/bin/sh\n',
   );
   writeFileSync(join(rootfs, 'etc', 'group'), 'root:x:0:\nwheel:x:10:app\napp:x:1000:\nnogroup:x:65534:\n');
-  await execFileP('umoci', ['repack', '--image', `${layout}:${tag}`, bundle]);
+  await execFileP('umoci', ['repack', '--refresh-bundle', '--image', `${layout}:${tag}`, bundle]);
   for (const layer of opts.layers ?? []) {
     layer(rootfs);
-    await execFileP('umoci', ['repack', '--image', `${layout}:${tag}`, bundle]);
+    await execFileP('umoci', ['repack', '--refresh-bundle', '--image', `${layout}:${tag}`, bundle]);
   }
   const cfg = ['config', '--image', `${layout}:${tag}`];
   cfg.push('--config.env', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin');

@@ -262,7 +262,8 @@ for (const [format, snapshotter] of [
     }
     const r = root();
     const tag = format === 'oci' ? 'latest' : 'v2s2';
-    await pull(`${reg.host}/multi:${tag}`, { root: r, snapshotter });
+    const pulled = await pull(`${reg.host}/multi:${tag}`, { root: r, snapshotter });
+    t.is(pulled.layers.length, 4, 'base, two umoci layers, one raw layer');
     const p = await prepareRootfs(`${reg.host}/multi:${tag}`, { root: r, snapshotter, pullPolicy: 'never' });
     const bundle = join(dir.path, `umoci-${n++}`);
     try {
