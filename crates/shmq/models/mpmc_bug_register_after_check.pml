@@ -23,50 +23,57 @@ byte cwait = 0;          // number of sleeping consumers
 byte pwait = 0;          // number of sleeping producers
 byte ev_data = 0;
 byte ev_space = 0;
-bit seen[TOTAL];
-byte received = 0;
-byte p_done = 0;
+bit seen[TOTAL];         // ghost: messages received
+byte received = 0;       // ghost
+byte p_done = 0;         // ghost
+byte left = 0;           // ghost: consumers that stopped for good
 
 inline wake_if_any(count, ev) {
-  if :: count > 0 -> ev++ :: else -> skip fi          // after the fence
+  atomic { c = count };                                // after the fence
+  if :: c > 0 -> atomic { ev++ } :: else -> skip fi
 }
 inline sleep_on(ev) {
-  ev > 0;                                              // poll says readable
-  ev = 0                                               // read takes the counter (maybe 0 by now)
+  atomic { ev > 0 };                                   // poll says readable
+  atomic { ev = 0 }                                    // the read takes the counter (maybe 0 by now)
 }
 inline has_room(r) {
-  p = enq; s = seq[p % CAP]; r = (s >= p)
+  atomic { p = enq };
+  atomic { r = (seq[p % CAP] >= p) }
 }
 inline has_message(r) {
-  p = deq; s = seq[p % CAP]; r = (s >= p + 1)
+  atomic { p = deq };
+  atomic { r = (seq[p % CAP] >= p + 1) }
 }
 
 proctype producer(byte id) {
   byte k = 0;
-  byte pos, s, p;
+  byte pos, s, p, c;
   bit ok, r;
   do
   :: k < PER ->
-     pos = enq;
-     s = seq[pos % CAP];
+     atomic { pos = enq };
+     atomic { s = seq[pos % CAP] };
      if
-     :: s == pos ->                                    // free for this lap: claim it
-        atomic { if :: enq == pos -> enq = pos + 1; ok = 1 :: else -> ok = 0 fi };
+     :: s == pos ->                                    // free for this lap: claim it (CAS)
+        atomic {                                       // the claimer owns the payload: claim and write as one step
+          if :: enq == pos -> enq = pos + 1; ok = 1; payload[pos % CAP] = id * PER + k :: else -> ok = 0 fi
+        };
         if
         :: ok ->
-           payload[pos % CAP] = id * PER + k;          // write
-           seq[pos % CAP] = pos + 1;                   // publish (release)
+           atomic { seq[pos % CAP] = pos + 1 };        // publish (release)
            wake_if_any(cwait, ev_data);
+           has_room(r);                                // FIX: chain: more room and
+           if :: r -> wake_if_any(pwait, ev_space) :: else -> skip fi;  // FIX: a fellow sleeper?
            k++
         :: else -> skip                                // lost the race: retry
         fi
      :: s < pos ->                                     // full: wait_until_counted
         do
-        :: pwait++;
+        :: atomic { pwait++ };
            has_room(r);
-           if :: r -> pwait--; break :: else -> skip fi;
+           if :: r -> atomic { pwait-- }; break :: else -> skip fi;
            sleep_on(ev_space);
-           pwait--;
+           atomic { pwait-- };
            has_room(r);
            if :: r -> break :: else -> skip fi
         od
@@ -74,40 +81,51 @@ proctype producer(byte id) {
      fi
   :: else -> break
   od;
-  p_done++
+  atomic { p_done++ }
 }
 
 proctype consumer(byte id) {
-  byte pos, s, p, v;
+  byte pos, s, p, v, c;
   bit ok, r;
 end:
   do
-  :: pos = deq;
-     s = seq[pos % CAP];
+  :: atomic { pos = deq };
+     atomic { s = seq[pos % CAP] };
      if
-     :: s == pos + 1 ->                                // holds a message: claim it
-        atomic { if :: deq == pos -> deq = pos + 1; ok = 1 :: else -> ok = 0 fi };
+     :: s == pos + 1 ->                                // holds a message: claim it (CAS)
+        atomic {                                       // claim and read as one step (the slot is ours)
+          if
+          :: deq == pos -> deq = pos + 1; ok = 1; v = payload[pos % CAP]; assert(!seen[v]); seen[v] = 1; received++
+          :: else -> ok = 0
+          fi
+        };
         if
         :: ok ->
-           v = payload[pos % CAP];                     // read
-           seq[pos % CAP] = pos + CAP;                 // release the slot to the next lap
+           atomic { seq[pos % CAP] = pos + CAP };      // release the slot to the next lap
            wake_if_any(pwait, ev_space);
-           atomic { assert(!seen[v]); seen[v] = 1; received++ }
+           has_message(r);                             // FIX: chain: more to take and
+           if :: r -> wake_if_any(cwait, ev_data) :: else -> skip fi;  // FIX: a fellow sleeper?
+           if
+           :: left + 1 < NC -> atomic { left++ }; goto gone   // stop consuming for good
+           :: skip
+           fi
         :: else -> skip
         fi
      :: s < pos + 1 ->                                 // empty: wait_until_counted
         do
         :: has_message(r);                             // BUG: re-check first
-           cwait++;                                    // BUG: then register as a sleeper
-           if :: r -> cwait--; break :: else -> skip fi;
+           atomic { cwait++ };                         // BUG: then register as a sleeper
+           if :: r -> atomic { cwait-- }; break :: else -> skip fi;
 end_sleep: sleep_on(ev_data);
-           cwait--;
+           atomic { cwait-- };
            has_message(r);
            if :: r -> break :: else -> skip fi
         od
      :: s > pos + 1 -> skip
      fi
-  od
+  od;
+gone:
+  skip
 }
 
 init {

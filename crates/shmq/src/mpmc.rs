@@ -214,7 +214,9 @@ impl<'a, T: Pod, W: Wake> Producer<'a, T, W> {
         if !self.shared.try_push(&value)? {
             return Ok(false);
         }
-        wake::wake_if_any_waiting(&self.shared.ctl.wait.consumer_waiting, &self.wake)?;
+        let w = &self.shared.ctl.wait;
+        wake::wake_if_any_waiting(&w.consumer_waiting, &self.wake)?;
+        wake::chain_if_waiting(&w.producer_waiting, &self.wake, || self.shared.has_room())?;
         Ok(true)
     }
 
@@ -260,7 +262,9 @@ impl<'a, T: Pod, W: Wake> Consumer<'a, T, W> {
     pub fn try_pop(&self) -> Result<Option<T>> {
         let v = self.shared.try_pop::<T>()?;
         if v.is_some() {
-            wake::wake_if_any_waiting(&self.shared.ctl.wait.producer_waiting, &self.wake)?;
+            let w = &self.shared.ctl.wait;
+            wake::wake_if_any_waiting(&w.producer_waiting, &self.wake)?;
+            wake::chain_if_waiting(&w.consumer_waiting, &self.wake, || self.shared.has_message())?;
         }
         Ok(v)
     }

@@ -435,7 +435,8 @@ mod tests {
     }
 
     /// An in-process counting semaphore with a timeout: a sleep that lasts
-    /// longer than `patience` is reported as a lost wakeup.
+    /// longer than `patience` is recorded as a lost wakeup (and ends as a
+    /// spurious wakeup, so the run goes on and the test can report it).
     #[derive(Default)]
     struct Sem {
         tokens: Mutex<u64>,
@@ -445,6 +446,7 @@ mod tests {
         mine: Arc<Sem>,
         peer: Arc<Sem>,
         patience: Duration,
+        lost: Arc<std::sync::atomic::AtomicBool>,
     }
     impl Wake for ThreadWake {
         fn wake_peer(&self) -> Result<()> {
@@ -456,15 +458,23 @@ mod tests {
             let g = self.mine.tokens.lock().unwrap();
             let (mut g, t) = self.mine.cv.wait_timeout_while(g, self.patience, |n| *n == 0).unwrap();
             if t.timed_out() {
-                return Err(Error::Corrupt { what: "lost wakeup: slept past the patience", value: 0 });
+                self.lost.store(true, Ordering::Relaxed);
             }
             *g = 0;
             Ok(())
         }
+        fn wake_sibling(&self) -> Result<()> {
+            Ok(())
+        }
     }
-    fn wake_pair(patience: Duration) -> (ThreadWake, ThreadWake) {
+    fn wake_pair(patience: Duration) -> (ThreadWake, ThreadWake, Arc<std::sync::atomic::AtomicBool>) {
         let (a, b) = (Arc::new(Sem::default()), Arc::new(Sem::default()));
-        (ThreadWake { mine: a.clone(), peer: b.clone(), patience }, ThreadWake { mine: b, peer: a, patience })
+        let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        (
+            ThreadWake { mine: a.clone(), peer: b.clone(), patience, lost: lost.clone() },
+            ThreadWake { mine: b, peer: a, patience, lost: lost.clone() },
+            lost,
+        )
     }
 
     /// Two threads, a tiny ring, random pacing: checks order and completeness.
@@ -480,7 +490,7 @@ mod tests {
     ) -> core::result::Result<u64, std::string::String> {
         use std::sync::atomic::AtomicU64;
         let r = ring(4, u32::MAX - 1);
-        let (pw, cw) = wake_pair(Duration::from_millis(500));
+        let (pw, cw, lost) = wake_pair(Duration::from_millis(500));
         let received = AtomicU64::new(0);
         let start = Instant::now();
         std::thread::scope(|s| {
@@ -523,6 +533,9 @@ mod tests {
                         }
                         expect += 1;
                         received.store(expect, Ordering::Release);
+                        if lost.load(Ordering::Relaxed) {
+                            break Err(std::format!("lost wakeup: message {} slept past the patience", expect - 1));
+                        }
                         if !lockstep && rng.below(16) == 0 {
                             std::thread::yield_now();
                         }

@@ -70,6 +70,9 @@ pub trait Wake {
     /// call counts), or returns early (spurious wakeups are allowed; the caller
     /// re-checks). An error (peer died) aborts the blocking operation.
     fn sleep(&self) -> Result<()>;
+    /// MPMC only: wakes another sleeper of *this* side (the signal this side
+    /// sleeps on), for the chain wakeup. SPSC rings never call it.
+    fn wake_sibling(&self) -> Result<()>;
 }
 
 impl<W: Wake + ?Sized> Wake for &W {
@@ -78,6 +81,9 @@ impl<W: Wake + ?Sized> Wake for &W {
     }
     fn sleep(&self) -> Result<()> {
         (**self).sleep()
+    }
+    fn wake_sibling(&self) -> Result<()> {
+        (**self).wake_sibling()
     }
 }
 
@@ -93,6 +99,9 @@ impl Wake for Poll {
     }
     fn sleep(&self) -> Result<()> {
         core::hint::spin_loop();
+        Ok(())
+    }
+    fn wake_sibling(&self) -> Result<()> {
         Ok(())
     }
 }
@@ -142,7 +151,9 @@ pub(crate) fn wait_until<W: Wake>(
         }
         if let Err(e) = wake.sleep() {
             my_waiting.store(0, Ordering::Relaxed);
-            return Err(e);
+            // A peer that died (or a signal that failed) may have left work:
+            // report the error only if there is nothing to do.
+            return if ready()? { Ok(()) } else { Err(e) };
         }
         // The waker cleared the flag (or this was a spurious wakeup and the
         // loop sets it again before sleeping).
@@ -161,6 +172,23 @@ pub(crate) fn wake_if_any_waiting<W: Wake>(waiting_count: &AtomicU32, wake: &W) 
     fence(Ordering::SeqCst);
     if waiting_count.load(Ordering::Relaxed) != 0 {
         wake.wake_peer()?;
+    }
+    Ok(())
+}
+
+/// MPMC chain wakeup, after a successful pop (push) and its `wake_if_any_waiting`
+/// (whose fence it relies on): if more is ready and a fellow sleeper exists,
+/// wake one more. A sleeper can spend a signal on a position published out of
+/// order (Vyukov rings consume in order), so without this a sleeper could
+/// sleep through the signal meant for it while the one that took it stops.
+#[inline]
+pub(crate) fn chain_if_waiting<W: Wake>(
+    my_side_count: &AtomicU32,
+    wake: &W,
+    more: impl FnOnce() -> Result<bool>,
+) -> Result<()> {
+    if my_side_count.load(Ordering::Relaxed) != 0 && more()? {
+        wake.wake_sibling()?;
     }
     Ok(())
 }
@@ -189,9 +217,9 @@ pub(crate) fn wait_until_counted<W: Wake>(
         }
         let slept = wake.sleep();
         waiting_count.fetch_sub(1, Ordering::Relaxed);
-        slept?;
         if ready()? {
             return Ok(());
         }
+        slept?;
     }
 }

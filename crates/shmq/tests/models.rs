@@ -32,6 +32,7 @@ fn planted_bug_models_differ_from_the_correct_ones_only_in_marked_lines() {
         ("spsc_tso.pml", "spsc_bug_tso_no_consumer_fence.pml", true),
         ("stream_wakeup.pml", "stream_bug_close_without_wake.pml", true),
         ("mpmc_wakeup.pml", "mpmc_bug_register_after_check.pml", true),
+        ("mpmc_wakeup.pml", "mpmc_bug_no_chain_wakeup.pml", true),
         ("mpmc_wakeup.pml", "mpmc_full_wakeup.pml", false),
     ];
     for (base, variant, planted) in pairs {

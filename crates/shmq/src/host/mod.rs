@@ -130,17 +130,20 @@ impl EventFd {
         if sys::poll_fds(&mut fds, ms)? == 0 {
             return Ok(false);
         }
-        if let Some(w) = watch {
-            if fds[1].revents != 0 && w.gone_on(fds[1].revents)? {
-                return Err(Error::PeerGone);
-            }
-        }
         if fds[0].revents & (sys::POLLERR | sys::POLLNVAL) != 0 {
             return Err(Error::Os { op: "poll(eventfd)", errno: 9 });
         }
-        // Readable, or a peer drained it first (then this is a spurious wakeup).
-        self.take()?;
-        Ok(true)
+        // A signal wins over a hang-up: a peer that published, signalled and
+        // exited left work to do first.
+        if fds[0].revents != 0 {
+            // Readable, or another waiter drained it first (a spurious wakeup).
+            self.take()?;
+            return Ok(true);
+        }
+        match watch {
+            Some(w) if fds[1].revents != 0 && w.gone_on(fds[1].revents)? => Err(Error::PeerGone),
+            _ => Ok(true),
+        }
     }
 }
 
@@ -247,6 +250,9 @@ impl Wake for EventWake {
     }
     fn sleep(&self) -> Result<()> {
         self.sleep_on.wait(self.watch.as_ref(), None).map(|_| ())
+    }
+    fn wake_sibling(&self) -> Result<()> {
+        self.sleep_on.notify()
     }
 }
 
