@@ -281,3 +281,31 @@ test('two processes pulling one image download each blob once', async (t) => {
     await proxy.close();
   }
 });
+
+test('5xx answers are retried with backoff, then reported', async (t) => {
+  let failures = 2;
+  const proxy = await startProxy(reg.host, (req, res) => {
+    if (!(req.url ?? '').includes('/manifests/') || failures <= 0) return false;
+    failures--;
+    res
+      .writeHead(503, { 'content-type': 'application/json' })
+      .end('{"errors":[{"code":"UNAVAILABLE","message":"try later"}]}');
+    return true;
+  });
+  try {
+    const retries: string[] = [];
+    const res = await pull(`${proxy.host}/busybox`, {
+      root: root(),
+      backoffMs: 20,
+      onEvent: (e) => e.type === 'retry' && retries.push(e.error),
+    });
+    t.is(res.config, manifest.config.digest);
+    t.is(retries.length, 2);
+    failures = 100;
+    await t.throwsAsync(pull(`${proxy.host}/busybox`, { root: root(), backoffMs: 20, attempts: 3 }), {
+      message: /failed after 3 attempts: .*answered HTTP 503 \(UNAVAILABLE: try later\)/,
+    });
+  } finally {
+    await proxy.close();
+  }
+});
