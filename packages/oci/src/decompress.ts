@@ -101,7 +101,7 @@ export function decompressStream(
   const zstd = zstdImpl ?? defaultZstdImpl(compressedSize);
   if (compression === 'none') return { stream: src, done: Promise.resolve() };
   if (compression === 'gzip') {
-    const gunzip = createGunzip();
+    const gunzip = createGunzip({ chunkSize: 128 * 1024 });
     const done = pipeline(src, gunzip).catch((e: Error) => {
       throw new Error(`gzip: ${e.message}`);
     });
