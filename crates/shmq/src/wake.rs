@@ -107,10 +107,10 @@ impl Wake for Poll {
 }
 
 /// Default number of polls before sleeping. One poll (an acquire load of the
-/// peer's index plus a `pause`) takes about 15–40 ns on this machine's AMD EPYC
-/// vCPUs, so 1024 polls ≈ 15–40 µs: about one eventfd sleep/wake cycle (see
-/// the README's measurements), the classic 2-competitive choice for spinning
-/// before blocking.
+/// peer's index plus a `pause`) takes about 32 ns on this machine's AMD EPYC
+/// vCPUs (`shmq.wake.poll_ns` in shmq-bench), so 1024 polls ≈ 33 µs: about one
+/// sleep + eventfd wakeup (16–28 µs one-way to a sleeping receiver), the
+/// classic 2-competitive choice for spinning before blocking.
 pub const DEFAULT_POLL_BUDGET: u32 = 1024;
 
 /// Waker side, right after publishing: signal the peer if it sleeps.

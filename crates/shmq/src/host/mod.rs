@@ -24,7 +24,7 @@ use crate::raw::Region;
 use crate::stream::{Reader, Writer};
 use crate::wake::Wake;
 
-pub use sys::{monotonic_ns, pin_to_cpu};
+pub use sys::{monotonic_ns, pin_to_cpu, pipe};
 
 const PAGE: usize = 4096;
 
@@ -275,6 +275,24 @@ pub mod handover {
         let mut fds = vec![memory.fd().as_raw_fd()];
         fds.extend(eventfds.iter().map(|e| e.as_fd().as_raw_fd()));
         sys::send_with_fds(sock.as_fd(), &msg, &fds)
+    }
+
+    /// Sends a small message with descriptors attached (SCM_RIGHTS), e.g. the
+    /// fds of benchmark baselines. `data` must not be empty.
+    pub fn send_fds(sock: &UnixStream, data: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
+        let raw: Vec<_> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        sys::send_with_fds(sock.as_fd(), data, &raw)
+    }
+
+    /// Receives what [`send_fds`] sent: (data, descriptors). `Err(PeerGone)` on hang-up.
+    pub fn recv_fds(sock: &UnixStream, max_data: usize, max_fds: usize) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
+        let mut buf = vec![0u8; max_data.max(1)];
+        let (n, fds) = sys::recv_with_fds(sock.as_fd(), &mut buf, max_fds)?;
+        if n == 0 {
+            return Err(Error::PeerGone);
+        }
+        buf.truncate(n);
+        Ok((buf, fds))
     }
 
     /// Receives what [`send`] sent: the mapped memory and the eventfds.

@@ -65,6 +65,7 @@ extern "C" {
     fn syscall(num: c_long, ...) -> c_long;
     fn sched_setaffinity(pid: c_int, size: usize, mask: *const u64) -> c_int;
     fn clock_gettime(clock: c_int, ts: *mut Timespec) -> c_int;
+    fn pipe2(fds: *mut c_int, flags: c_int) -> c_int;
 }
 
 pub const POLLIN: i16 = 0x1;
@@ -95,6 +96,8 @@ const MSG_DONTWAIT: c_int = 0x40;
 const MSG_NOSIGNAL: c_int = 0x4000;
 const MSG_CMSG_CLOEXEC: c_int = 0x4000_0000;
 const SYS_PIDFD_OPEN: c_long = 434;
+const O_NONBLOCK: c_int = 0o4000;
+const O_CLOEXEC: c_int = 0o2000000;
 const CLOCK_MONOTONIC: c_int = 1;
 
 fn os_err(op: &'static str) -> Error {
@@ -437,4 +440,16 @@ pub fn monotonic_ns() -> u64 {
     // SAFETY: writes a timespec we own.
     unsafe { clock_gettime(CLOCK_MONOTONIC, &mut ts) };
     ts.sec as u64 * 1_000_000_000 + ts.nsec as u64
+}
+
+/// A close-on-exec pipe: (read end, write end).
+pub fn pipe(nonblocking: bool) -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1 as c_int; 2];
+    let flags = O_CLOEXEC | if nonblocking { O_NONBLOCK } else { 0 };
+    // SAFETY: fds is a writable array of two ints.
+    if unsafe { pipe2(fds.as_mut_ptr(), flags) } != 0 {
+        return Err(os_err("pipe2"));
+    }
+    // SAFETY: the kernel just created both descriptors for us.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
