@@ -107,10 +107,13 @@ test('images: table, json, quiet; inspect; rmi', async (t) => {
   t.is((await quark(['images', '--root', r, '-q'])).out, `${id.slice(7, 19)}\n`);
   const info = JSON.parse((await quark(['inspect', `${reg.host}/busybox:oci`, '--root', r])).out) as {
     Id: string;
+    Digest: string;
+    RepoDigests: string[];
     Config: { cmd: string[] };
     RepoTags: string[];
   };
   t.is(info.Id, id);
+  t.deepEqual(info.RepoDigests, [`${reg.host}/busybox@${info.Digest}`]);
   t.deepEqual(info.Config.cmd, ['/bin/echo', 'hi']);
   t.deepEqual(info.RepoTags, [`${reg.host}/busybox:oci`]);
   const rm = await quark(['rmi', id.slice(7, 15), '--root', r]);

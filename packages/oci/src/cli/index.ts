@@ -10,6 +10,7 @@ import { displayName, findImages, loadRecord, referencedBlobs } from '../image.j
 import { removeImages } from '../gc.js';
 import { loadArchive, saveArchive } from '../archive.js';
 import { formatPlatform } from '../platform.js';
+import { parseReference, repoName } from '../reference.js';
 import { isRoot } from '../sys.js';
 import { runtimeConfig } from '../runtime.js';
 import type { RegistryOptions } from '../registry.js';
@@ -246,9 +247,7 @@ export function createOciCommands(io: CliIo = { stdout: process.stdout, stderr: 
       const out = {
         Id: rec.config,
         RepoTags: names.filter((n) => !n.includes('@')),
-        RepoDigests: names
-          .map((n) => `${n.replace(/[:@].*$/, '')}@${rec.target.digest}`)
-          .filter((v, i, a) => a.indexOf(v) === i),
+        RepoDigests: [...new Set(names.map((n) => `${repoName(parseReference(n))}@${rec.target.digest}`))],
         Digest: rec.target.digest,
         MediaType: rec.target.mediaType,
         Manifest: rec.manifest,
