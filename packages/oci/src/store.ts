@@ -186,7 +186,10 @@ export class ContentStore {
       let failures = 0;
       while (offset < size || size === 0) {
         try {
-          const res = await fetch(offset);
+          // Opening is retried by the fetcher itself (the registry client); only a body cut short is retried here.
+          const res = await fetch(offset).catch((e: unknown) => {
+            throw Object.assign(e as Error, { final: true });
+          });
           if (offset > 0 && res.status !== 206) {
             // The server ignored the Range: start over.
             offset = 0;
@@ -214,7 +217,7 @@ export class ContentStore {
           break;
         } catch (e) {
           failures++;
-          if (!isRetryable(e) || failures >= attempts) throw e;
+          if ((e as { final?: boolean }).final || !isRetryable(e) || failures >= attempts) throw e;
           report(offset, 'retry');
           const base = (opts.backoffMs ?? 250) * 2 ** (failures - 1);
           await sleep(base / 2 + Math.random() * base);
