@@ -573,3 +573,49 @@ export function diffTrees(
   for (const k of b.keys()) if (!a.has(k)) out.push(`${k || '/'}: only in ${bName}`);
   return out;
 }
+
+// ---- raw registry API ------------------------------------------------------------
+
+function httpCall(
+  method: string,
+  url: string,
+  body?: Buffer,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      url,
+      { method, headers: { ...headers, ...(body ? { 'content-length': String(body.length) } : {}) } },
+      (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (d: Buffer) => parts.push(d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** Uploads a blob with the distribution API (POST, then PUT ?digest=). */
+export async function uploadBlob(host: string, repo: string, data: Buffer): Promise<string> {
+  const digest = sha256(data);
+  const start = await httpCall('POST', `http://${host}/v2/${repo}/blobs/uploads/`);
+  if (start.status !== 202) throw new Error(`upload start: HTTP ${start.status} ${start.body.toString()}`);
+  const loc = new URL(String(start.headers.location), `http://${host}`);
+  loc.searchParams.set('digest', digest);
+  const put = await httpCall('PUT', loc.href, data, { 'content-type': 'application/octet-stream' });
+  if (put.status !== 201) throw new Error(`upload: HTTP ${put.status} ${put.body.toString()}`);
+  return digest;
+}
+
+export async function putManifest(
+  host: string,
+  repo: string,
+  ref: string,
+  body: Buffer,
+  mediaType: string,
+): Promise<void> {
+  const r = await httpCall('PUT', `http://${host}/v2/${repo}/manifests/${ref}`, body, { 'content-type': mediaType });
+  if (r.status !== 201) throw new Error(`manifest put: HTTP ${r.status} ${r.body.toString()}`);
+}

@@ -16,6 +16,7 @@ import {
   existsSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import {
   buildTar,
   collectGarbage,
@@ -38,6 +39,8 @@ import {
   layoutBlob,
   layoutManifest,
   push,
+  putManifest,
+  uploadBlob,
   readTree,
   requireTools,
   sha256,
@@ -119,6 +122,20 @@ test.before(async () => {
   await push(layout, 'latest', `${reg.host}/busybox:oci`, { format: 'oci' });
   await push(layout, 'latest', `${reg.host}/busybox:v2s2`, { format: 'v2s2' });
   await push(layout, 'latest', `${reg.host}/library/busybox:latest`, { format: 'oci' });
+  // The same image with its layer recompressed: zstd, and uncompressed (uploaded with the registry API).
+  {
+    const m = JSON.parse(layoutBlob(layout, layoutManifest(layout, 'latest').digest).toString()) as ImageManifest;
+    const tar = gunzipSync(layoutBlob(layout, m.layers[0]?.digest ?? ''));
+    for (const [tag, mediaType, blob] of [
+      ['zstd', MediaType.OciLayerZstd, execFileSync('zstd', ['-q', '-c'], { input: tar, maxBuffer: 1 << 28 })],
+      ['plain', MediaType.OciLayer, tar],
+    ] as const) {
+      await uploadBlob(reg.host, 'busybox', layoutBlob(layout, m.config.digest));
+      const digest = await uploadBlob(reg.host, 'busybox', blob);
+      const body = Buffer.from(JSON.stringify({ ...m, layers: [{ mediaType, digest, size: blob.length }] }));
+      await putManifest(reg.host, 'busybox', tag, body, MediaType.OciManifest);
+    }
+  }
   await push(layout, 'multi', `${reg.host}/multi:latest`, { format: 'oci' });
   await push(layout, 'multi', `${reg.host}/multi:v2s2`, { format: 'v2s2' });
 
@@ -223,6 +240,23 @@ test('pull a Docker v2s2 image; same config as the OCI one', async (t) => {
   t.is(a.config, b.config, 'skopeo keeps the config: one image ID');
   t.deepEqual(a.chainIds, b.chainIds);
 });
+
+for (const [tag, mediaType] of [
+  ['zstd', MediaType.OciLayerZstd],
+  ['plain', MediaType.OciLayer],
+] as const) {
+  test(`pull an image with ${tag} layers`, async (t) => {
+    const r = root();
+    const res = await pull(`${reg.host}/busybox:${tag}`, { root: r });
+    t.is(res.layers[0]?.mediaType, mediaType);
+    const p = await prepareRootfs(`${reg.host}/busybox:${tag}`, { root: r, pullPolicy: 'never' });
+    try {
+      t.is(sha256(readFileSync(join(p.rootfs, 'bin/busybox'))), sha256(readFileSync('/bin/busybox')));
+    } finally {
+      await p.cleanup();
+    }
+  });
+}
 
 test('pull by digest', async (t) => {
   const r = root();
