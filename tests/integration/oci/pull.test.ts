@@ -15,7 +15,8 @@ import {
   chmodSync,
   existsSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import {
   buildTar,
@@ -50,6 +51,7 @@ import {
   type TempDir,
 } from './helpers.js';
 
+const here = dirname(fileURLToPath(import.meta.url));
 let dir: TempDir;
 let reg: Registry;
 let layout: string;
@@ -398,4 +400,47 @@ test('an image in use by a rootfs is not removed without force', async (t) => {
   } finally {
     await p.cleanup();
   }
+});
+
+test('an unprivileged user pulls into merged snapshots and gets a copied rootfs', async (t) => {
+  chmodSync(dir.path, 0o755);
+  const r = root();
+  mkdirSync(r);
+  chownSync(r, 65534, 65534);
+  const job = JSON.stringify({ op: 'prepare', ref: `${reg.host}/busybox:oci`, root: r });
+  const { stdout } = await execFileP(
+    'setpriv',
+    [
+      '--reuid=65534',
+      '--regid=65534',
+      '--clear-groups',
+      '--inh-caps=-all',
+      '--bounding-set=-all',
+      process.execPath,
+      '--import',
+      'tsx',
+      '--conditions=quark-source',
+      join(here, 'child.ts'),
+      job,
+    ],
+    { cwd: join(here, '../../..') },
+  );
+  const res = JSON.parse(stdout) as {
+    ok: boolean;
+    mode: string;
+    size: number;
+    fileMode: number;
+    owner: number;
+    uid: number;
+  };
+  t.deepEqual(res, {
+    ok: true,
+    mode: 'merged',
+    size: readFileSync('/bin/busybox').length,
+    fileMode: 0o755,
+    owner: 65534,
+    uid: 65534,
+  });
+  t.deepEqual(readdirSync(join(r, 'oci/snapshots/merged')).filter((f) => !f.endsWith('.lock')).length, 1);
+  t.deepEqual(readdirSync(join(r, 'oci/rootfs')), [], 'cleanup removed the rootfs');
 });
