@@ -3,7 +3,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { ContentStore } from './store.js';
 import { findImages, ImageNotFoundError, loadRecord } from './image.js';
@@ -288,9 +288,7 @@ export async function prepareRootfs(refOrId: string, opts: PrepareOptions): Prom
           await mkdir(join(dir, 'empty'));
           lowers = [join(dir, 'empty')];
         }
-        const data = `lowerdir=${lowers.join(':')},upperdir=${join(dir, 'upper')},workdir=${join(dir, 'work')}`;
-        if (data.length > 4000) throw new Error(`image has too many layers (${chain.length}) for one overlay mount`);
-        n.mount('overlay', rootfs, 'overlay', 0, data);
+        mountOverlay(n, snap.dir, lowers, join(dir, 'upper'), join(dir, 'work'), rootfs, chain.length);
       } else {
         const top = chain[chain.length - 1];
         if (top === undefined) await mkdir(rootfs, { mode: 0o755 });
@@ -314,6 +312,42 @@ export async function prepareRootfs(refOrId: string, opts: PrepareOptions): Prom
     };
   } finally {
     await gc.release();
+  }
+}
+
+/** The kernel takes at most one page of mount options. */
+const MAX_MOUNT_DATA = 4000;
+
+/**
+ * Mounts overlayfs. Absolute paths when the options fit in a page; otherwise paths relative to the snapshot
+ * directory (the kernel resolves them against the caller's cwd), which fits about twice as many layers. The
+ * chdir/mount/chdir sequence is synchronous, so no other JavaScript runs while the cwd is changed.
+ */
+function mountOverlay(
+  n: NonNullable<typeof native>,
+  base: string,
+  lowers: string[],
+  upper: string,
+  work: string,
+  target: string,
+  layers: number,
+): void {
+  const data = `lowerdir=${lowers.join(':')},upperdir=${upper},workdir=${work}`;
+  if (data.length <= MAX_MOUNT_DATA) {
+    n.mount('overlay', target, 'overlay', 0, data);
+    return;
+  }
+  const rel = (p: string): string => relative(base, p);
+  const short = `lowerdir=${lowers.map(rel).join(':')},upperdir=${rel(upper)},workdir=${rel(work)}`;
+  if (short.length > MAX_MOUNT_DATA) {
+    throw new Error(`image has too many layers (${layers}) for one overlay mount: use QUARK_SNAPSHOTTER=merged`);
+  }
+  const cwd = process.cwd();
+  process.chdir(base);
+  try {
+    n.mount('overlay', target, 'overlay', 0, short);
+  } finally {
+    process.chdir(cwd);
   }
 }
 

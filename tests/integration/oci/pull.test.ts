@@ -17,7 +17,7 @@ import {
 } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import {
   buildTar,
   collectGarbage,
@@ -137,6 +137,27 @@ test.before(async () => {
       const body = Buffer.from(JSON.stringify({ ...m, layers: [{ mediaType, digest, size: blob.length }] }));
       await putManifest(reg.host, 'busybox', tag, body, MediaType.OciManifest);
     }
+    // 45 layers: more than fit one page of overlay mount options with absolute paths.
+    const cfg = JSON.parse(layoutBlob(layout, m.config.digest).toString()) as ImageConfig;
+    const layers = [...m.layers];
+    for (let i = 0; i < 45; i++) {
+      const tarI = buildTar([
+        { name: 'layers/', type: 'directory' },
+        { name: `layers/${i}`, type: 'file', data: `layer ${i}\n` },
+      ]);
+      const gz = gzipSync(tarI);
+      layers.push({
+        mediaType: MediaType.OciLayerGzip,
+        digest: await uploadBlob(reg.host, 'deep', gz),
+        size: gz.length,
+      });
+      cfg.rootfs.diff_ids.push(sha256(tarI));
+    }
+    await uploadBlob(reg.host, 'deep', layoutBlob(layout, m.layers[0]?.digest ?? ''));
+    const cfgBuf = Buffer.from(JSON.stringify(cfg));
+    const cfgDigest = await uploadBlob(reg.host, 'deep', cfgBuf);
+    const deep = { ...m, config: { ...m.config, digest: cfgDigest, size: cfgBuf.length }, layers };
+    await putManifest(reg.host, 'deep', 'latest', Buffer.from(JSON.stringify(deep)), MediaType.OciManifest);
   }
   await push(layout, 'multi', `${reg.host}/multi:latest`, { format: 'oci' });
   await push(layout, 'multi', `${reg.host}/multi:v2s2`, { format: 'v2s2' });
@@ -443,4 +464,19 @@ test('an unprivileged user pulls into merged snapshots and gets a copied rootfs'
   });
   t.deepEqual(readdirSync(join(r, 'oci/snapshots/merged')).filter((f) => !f.endsWith('.lock')).length, 1);
   t.deepEqual(readdirSync(join(r, 'oci/rootfs')), [], 'cleanup removed the rootfs');
+});
+
+test('an image with 46 layers is mounted (relative overlay paths)', async (t) => {
+  const r = root();
+  const res = await pull(`${reg.host}/deep`, { root: r });
+  t.is(res.layers.length, 46);
+  const p = await prepareRootfs(`${reg.host}/deep`, { root: r, pullPolicy: 'never' });
+  try {
+    t.is(p.mode, nativeAddon ? 'overlay' : 'merged');
+    t.is(readdirSync(join(p.rootfs, 'layers')).length, 45);
+    t.is(readFileSync(join(p.rootfs, 'layers/44'), 'utf8'), 'layer 44\n');
+    t.true(existsSync(join(p.rootfs, 'bin/busybox')));
+  } finally {
+    await p.cleanup();
+  }
 });
