@@ -18,6 +18,7 @@
 pub mod boot;
 pub mod elf;
 pub mod hcall;
+pub mod hostfs;
 pub mod hostnet;
 pub mod layout;
 pub mod linux;
