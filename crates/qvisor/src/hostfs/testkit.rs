@@ -300,28 +300,83 @@ impl TestTree {
         Client::new(self.service(readonly), 4 << 20)
     }
 
-    /// Content and modification time of everything outside the root, to
-    /// compare before and after an attack.
-    pub fn outside_snapshot(&self) -> Vec<(PathBuf, Vec<u8>, std::time::SystemTime, u32)> {
-        use std::os::unix::fs::PermissionsExt;
-        let mut v = Vec::new();
-        for p in [self.base.join("secret"), self.base.join("outside/file"), self.base.join("outside")] {
-            let md = std::fs::symlink_metadata(&p).expect("outside object exists");
-            let content = if md.is_file() { std::fs::read(&p).expect("read outside") } else { Vec::new() };
-            v.push((p, content, md.modified().expect("mtime"), md.permissions().mode()));
-        }
-        let mut names: Vec<_> = std::fs::read_dir(self.base.join("outside"))
-            .expect("list outside")
-            .map(|e| e.expect("entry").file_name())
-            .collect();
-        names.sort();
-        v.push((PathBuf::from(format!("{names:?}")), Vec::new(), std::time::UNIX_EPOCH, 0));
-        let mut base_names: Vec<_> =
+    /// Everything outside the root (the base directory itself, `secret`,
+    /// `outside/` and its entries): content, link targets, mode, owner,
+    /// inode, link count, modification and change times. Compare before and
+    /// after an attack.
+    pub fn outside_snapshot(&self) -> Vec<Entry> {
+        let mut v = vec![entry(&self.base, false)];
+        v.push(entry(&self.base.join("secret"), true));
+        v.extend(snapshot(&self.base.join("outside")));
+        // The base's entries other than root/ (nothing may appear next to it).
+        let mut names: Vec<_> =
             std::fs::read_dir(&self.base).expect("list base").map(|e| e.expect("entry").file_name()).collect();
-        base_names.sort();
-        v.push((PathBuf::from(format!("{base_names:?}")), Vec::new(), std::time::UNIX_EPOCH, 0));
+        names.sort();
+        v.push(Entry { path: PathBuf::from(format!("{names:?}")), ..Entry::default() });
         v
     }
+}
+
+/// One filesystem object as [`snapshot`] records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Entry {
+    pub path: PathBuf,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub ino: u64,
+    pub nlink: u64,
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+    /// File content or link target.
+    pub data: Vec<u8>,
+}
+
+fn entry(p: &Path, with_data: bool) -> Entry {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::symlink_metadata(p).expect("snapshot: object exists");
+    let data = if !with_data {
+        Vec::new()
+    } else if md.file_type().is_symlink() {
+        use std::os::unix::ffi::OsStrExt;
+        std::fs::read_link(p).expect("readlink").as_os_str().as_bytes().to_vec()
+    } else if md.is_file() {
+        std::fs::read(p).expect("read")
+    } else {
+        Vec::new()
+    };
+    Entry {
+        path: p.to_path_buf(),
+        mode: md.mode(),
+        uid: md.uid(),
+        gid: md.gid(),
+        ino: md.ino(),
+        nlink: md.nlink(),
+        size: md.size(),
+        mtime_ns: md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128,
+        ctime_ns: md.ctime() as i128 * 1_000_000_000 + md.ctime_nsec() as i128,
+        data,
+    }
+}
+
+/// Every object beneath `dir` (and `dir` itself), sorted by path; FIFOs and
+/// devices are recorded without being opened.
+pub fn snapshot(dir: &Path) -> Vec<Entry> {
+    let mut out = vec![entry(dir, false)];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("snapshot: list") {
+            let p = e.expect("snapshot: entry").path();
+            let ft = std::fs::symlink_metadata(&p).expect("snapshot: stat").file_type();
+            out.push(entry(&p, ft.is_file() || ft.is_symlink()));
+            if ft.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out
 }
 
 impl Drop for TestTree {
