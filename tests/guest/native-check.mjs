@@ -204,9 +204,10 @@ function runOnce(runner, h, root, variant, extra, wrap = []) {
     env: {},
   });
   const ms = Number(process.hrtime.bigint() - t) / 1e6;
-  if (r.error) throw new Error(`${variant}: ${r.error.message}`);
+  const timedOut = r.error && r.error.code === 'ETIMEDOUT';
+  if (r.error && !timedOut) throw new Error(`${variant}: ${r.error.message}`);
   return {
-    status: r.status ?? (r.signal ? `runner killed by ${r.signal} (timeout?)` : '?'),
+    status: timedOut ? `timeout` : (r.status ?? `runner killed by ${r.signal}`),
     stdout: r.stdout.toString('utf8'),
     stderr: r.stderr.toString('utf8'),
     ms,
