@@ -8,12 +8,12 @@
 //! parked task woken by an interrupt). The flag is set only by its owner and
 //! cleared by either side.
 //!
-//! Sleeper (e.g. a consumer that found the ring empty), [`wait_until`]:
+//! Sleeper (e.g. a consumer that found the ring empty), `wait_until`:
 //! 1. poll the ring up to `poll_budget` times (`spin_loop` between polls);
 //! 2. `waiting = 1`; **fence(SeqCst)**; re-check the ring (and the closed flag);
 //! 3. if ready: `waiting = 0`, return; else `sleep()` and go to 2.
 //!
-//! Waker (e.g. a producer that published), [`wake_if_waiting`]:
+//! Waker (e.g. a producer that published), `wake_if_waiting`:
 //! 1. publish (`tail.store(release)` or `closed.store(release)`);
 //! 2. **fence(SeqCst)**; if `waiting != 0` and `waiting.swap(0) != 0`: `wake_peer()`.
 //!
@@ -193,7 +193,7 @@ pub(crate) fn chain_if_waiting<W: Wake>(
     Ok(())
 }
 
-/// MPMC sleeper side: like [`wait_until`] with a count of sleepers.
+/// MPMC sleeper side: like `wait_until` with a count of sleepers.
 pub(crate) fn wait_until_counted<W: Wake>(
     waiting_count: &AtomicU32,
     wake: &W,
