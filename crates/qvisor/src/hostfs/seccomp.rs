@@ -19,6 +19,7 @@ use crate::confine::seccomp::{Insn, SECCOMP_RET_ALLOW, SECCOMP_RET_KILL_PROCESS}
 use crate::sys::nr;
 use qlib::linux::consts::mode::{S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK};
 
+const F_GETFD: u32 = 1;
 const AT_SYMLINK_NOFOLLOW: u32 = 0x100;
 const AT_REMOVEDIR: u32 = 0x200;
 const AT_EMPTY_PATH: u32 = 0x1000;
@@ -55,6 +56,9 @@ const NOFOLLOW: &[u32] = &[AT_SYMLINK_NOFOLLOW];
 pub const SECCOMP_RULES: &[Rule] = &[
     Rule { nr: nr::OPENAT2, name: "openat2", checks: ANY },
     Rule { nr: nr::CLOSE, name: "close", checks: ANY },
+    // Closing an `OwnedFd` in a build with debug assertions first checks
+    // the descriptor with fcntl(fd, F_GETFD) (std's IO-safety check).
+    Rule { nr: nr::FCNTL, name: "fcntl", checks: &[is(1, &[F_GETFD])] },
     Rule { nr: nr::FSTAT, name: "fstat", checks: ANY },
     Rule { nr: nr::NEWFSTATAT, name: "newfstatat", checks: &[is(3, NOFOLLOW)] },
     Rule { nr: nr::STATX, name: "statx", checks: &[is(2, EMPTY_NOFOLLOW)] },
@@ -279,6 +283,10 @@ mod tests {
         assert_eq!(run(nr::FCHMODAT2, [3, 0, 0o644, 0, 0, 0]), KILL);
         assert_eq!(run(nr::UTIMENSAT, [3, 0, 0, 0, 0, 0]), KILL);
         assert_eq!(run(nr::UTIMENSAT, [3, 0, 0, AT_SYMLINK_NOFOLLOW as u64, 0, 0]), ALLOW);
+        // fcntl only reads descriptor flags.
+        assert_eq!(run(nr::FCNTL, [3, 1, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(run(nr::FCNTL, [3, 2, 0, 0, 0, 0]), KILL);
+        assert_eq!(run(nr::FCNTL, [3, 0, 0, 0, 0, 0]), KILL, "no F_DUPFD");
         // No whiteouts.
         assert_eq!(run(nr::RENAMEAT2, [3, 0, 4, 0, 4, 0]), KILL);
         assert_eq!(run(nr::RENAMEAT2, [3, 0, 4, 0, 2, 0]), ALLOW);
