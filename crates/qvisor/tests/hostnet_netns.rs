@@ -173,9 +173,14 @@ fn none_mode_is_a_fresh_namespace_with_loopback_up() {
     let r = c.send(h, &[iov(TX, 1)], Some(&"192.0.2.1:9".parse().unwrap()), 0);
     assert_eq!(r.unwrap_err(), Errno::ENETUNREACH);
     // Capabilities are gone: preparing again now fails, with a clear message.
+    // (A non-dumpable process without capabilities may not even open its own
+    // namespace file; with it open, setns would be EPERM.)
     let e = netns::prepare(&Mode::Ns("/proc/self/ns/net".into())).unwrap_err();
-    assert!(matches!(e, NetnsError::Join { errno: Errno::EPERM, .. }), "{e}");
-    assert!(e.to_string().contains("CAP_SYS_ADMIN"), "{e}");
+    assert!(
+        matches!(e, NetnsError::Join { errno: Errno::EPERM, .. } | NetnsError::Open { errno: Errno::EACCES, .. }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("capabilities"), "{e}");
     std::process::exit(0);
 }
 

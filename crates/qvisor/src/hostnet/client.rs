@@ -255,7 +255,9 @@ impl<'a> Client<'a> {
     pub fn getsockopt(&mut self, h: u64, level: i32, name: i32, cap: usize) -> Result<Vec<u8>, Errno> {
         let a = self.request(Op::GetSockOpt, h, 0, [level as u32 as u64, name as u32 as u64, cap as u64, 0, 0], |_| {});
         a.result()?;
-        assert_eq!(a.reply.vals[0] as usize, a.payload.len());
+        if a.reply.vals[0] as usize != a.payload.len() {
+            return Err(Errno::EIO);
+        }
         Ok(a.payload)
     }
 

@@ -96,6 +96,13 @@ impl std::fmt::Display for NetnsError {
             NetnsError::BadMode(s) => {
                 write!(f, "invalid --net {s:?}: use none, host or ns:/path/to/netns (e.g. ns:/run/netns/NAME)")
             }
+            NetnsError::Open { path, errno } if *errno == Errno::EACCES || *errno == Errno::EPERM => write!(
+                f,
+                "cannot open network namespace {}: {} ({}); opening it needs the VMM's start-up privileges, before it drops its capabilities",
+                path.display(),
+                errno.description(),
+                errno.name()
+            ),
             NetnsError::Open { path, errno } => write!(
                 f,
                 "cannot open network namespace {}: {} ({}); create it with `ip netns add NAME` or pass the path the container runtime gave",
