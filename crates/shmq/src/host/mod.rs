@@ -91,11 +91,27 @@ impl EventFd {
         Ok(EventFd { fd: sys::new_eventfd()? })
     }
 
-    /// Wraps an eventfd received from a peer. It must be non-blocking (as
-    /// [`EventFd::new`] makes them): reads happen only after `poll` says
-    /// readable, but a peer could drain the counter in between.
-    pub fn from_fd(fd: OwnedFd) -> EventFd {
-        EventFd { fd }
+    /// Wraps an eventfd received from a peer, after checking (in
+    /// `/proc/self/fdinfo`) that it is an eventfd and non-blocking: reads
+    /// happen only after `poll` says readable, but a peer could drain the
+    /// counter in between, and a blocking read would then hang.
+    pub fn from_fd(fd: OwnedFd) -> Result<EventFd> {
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))
+            .map_err(|e| Error::Os { op: "read /proc/self/fdinfo", errno: e.raw_os_error().unwrap_or(0) })?;
+        if !info.lines().any(|l| l.starts_with("eventfd-count:")) {
+            return Err(Error::Protocol("a descriptor announced as an eventfd is not an eventfd"));
+        }
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+            .unwrap_or(0);
+        if flags & 0o4000 == 0 {
+            return Err(Error::Protocol(
+                "the eventfd is blocking; create it with EventFd::new (O_NONBLOCK) so a drained counter cannot hang a read",
+            ));
+        }
+        Ok(EventFd { fd })
     }
 
     pub fn try_clone(&self) -> Result<EventFd> {
@@ -311,7 +327,7 @@ pub mod handover {
         if fds.len() != 1 + count {
             return Err(Error::Protocol("descriptor count does not match the handover message"));
         }
-        let events = fds.split_off(1).into_iter().map(EventFd::from_fd).collect();
+        let events = fds.split_off(1).into_iter().map(EventFd::from_fd).collect::<Result<_>>()?;
         let memory = SharedMemory::from_fd(fds.remove(0))?;
         if memory.len() as u64 != len {
             return Err(Error::Protocol("memfd size differs from the size announced in the handover message"));
@@ -409,6 +425,16 @@ mod tests {
         assert_eq!(e2.take().unwrap(), 1, "the received eventfd is the same object");
         (&a).write_all(&[0u8; 24]).unwrap();
         assert!(matches!(handover::recv(&b), Err(Error::Protocol(_))));
+        // A pipe announced as an eventfd is refused.
+        let (pr, _pw) = pipe(true).unwrap();
+        let raw: Vec<_> = [mem.fd().as_raw_fd(), pr.as_raw_fd()].into();
+        let mut msg = [0u8; 24];
+        msg[..8].copy_from_slice(b"SHMQFDS1");
+        msg[8..12].copy_from_slice(&1u32.to_le_bytes());
+        msg[16..24].copy_from_slice(&8192u64.to_le_bytes());
+        sys::send_with_fds(a.as_fd(), &msg, &raw).unwrap();
+        let e = handover::recv(&b).err().unwrap();
+        assert!(e.to_string().contains("not an eventfd"), "{e}");
         drop(a);
         assert_eq!(handover::recv(&b).err(), Some(Error::PeerGone));
     }
