@@ -635,6 +635,18 @@ fn nl_request(ty: u16, body: &[u8]) -> Vec<u8> {
     build_request(ty, nl::NLM_F_REQUEST | nl::NLM_F_DUMP, 0x5eed, body)
 }
 
+/// Interface names `ip -o link show` lists, sorted.
+fn ip_links() -> Vec<String> {
+    let ip =
+        std::process::Command::new("ip").args(["-o", "link", "show"]).output().expect("iproute2 (scripts/prereqs.txt)");
+    let mut names: Vec<String> = String::from_utf8_lossy(&ip.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1).map(|n| n.split('@').next().unwrap().to_string()))
+        .collect();
+    names.sort();
+    names
+}
+
 fn link_names(blob: &[u8]) -> Vec<String> {
     let mut names = Vec::new();
     for (ty, _, p) in messages(blob) {
@@ -661,17 +673,23 @@ fn netlink_dumps_of_the_real_namespace() {
     let all: Vec<_> = messages(&blob).collect();
     assert!(all.iter().all(|(_, h, _)| h[3] == 4242 && h[2] == 0x5eed), "port id rewritten, sequence kept");
     assert_eq!(all.last().unwrap().0, nl::NLMSG_DONE);
-    let mut names = link_names(&blob);
+    let names = link_names(&blob);
     assert!(names.contains(&"lo".to_string()), "{names:?}");
-    let ip =
-        std::process::Command::new("ip").args(["-o", "link", "show"]).output().expect("iproute2 (scripts/prereqs.txt)");
-    let mut expected: Vec<String> = String::from_utf8_lossy(&ip.stdout)
-        .lines()
-        .filter_map(|l| l.split(": ").nth(1).map(|n| n.split('@').next().unwrap().to_string()))
-        .collect();
-    names.sort();
-    expected.sort();
-    assert_eq!(names, expected, "the dump lists the namespace's real interfaces");
+    // Compare with iproute2, retrying while other programs change the
+    // interfaces under us (a dump bracketed by two equal `ip` listings).
+    let mut tries = 0;
+    loop {
+        let before = ip_links();
+        let n = c.netlink(4242, &nl_request(nl::RTM_GETLINK, &[0; 16]), &out).unwrap();
+        let blob = [get(&mem, RX, n.min(0x4000)), get(&mem, RX + 0x10000, n.saturating_sub(0x4000))].concat();
+        let mut names = link_names(&blob);
+        names.sort();
+        if before == ip_links() || tries == 10 {
+            assert_eq!(names, before, "the dump lists the namespace's real interfaces");
+            break;
+        }
+        tries += 1;
+    }
 
     // RTM_GETADDR: loopback's 127.0.0.1.
     let n = c.netlink(1, &nl_request(nl::RTM_GETADDR, &[0; 8]), &out[..1]).unwrap();
