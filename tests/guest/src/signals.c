@@ -110,6 +110,22 @@ int main(void) {
   SYS(tgkill_(me, gettid_(), SIGUSR1));
   say("tgkill(self): si_code %s\n", code_name(last_code));
   CHECK(count == 1 && last_code == SI_TKILL, "tgkill");
+  reset();
+  SYS(syscall(SYS_tkill, gettid_(), SIGUSR1));
+  say("tkill(self): si_code %s\n", code_name(last_code));
+  CHECK(count == 1 && last_code == SI_TKILL, "tkill");
+  /* rt_sigqueueinfo to oneself with a caller-chosen negative si_code */
+  siginfo_t qi;
+  memset(&qi, 0, sizeof qi);
+  qi.si_signo = SIGUSR1;
+  qi.si_code = SI_QUEUE;
+  qi.si_value.sival_int = 5;
+  qi.si_pid = me;
+  qi.si_uid = uid;
+  reset();
+  SYS(syscall(SYS_rt_sigqueueinfo, me, SIGUSR1, &qi));
+  say("rt_sigqueueinfo(self, SI_QUEUE, 5): si_code %s, si_value %d\n", code_name(last_code), last_value);
+  CHECK(count == 1 && last_code == SI_QUEUE && last_value == 5, "rt_sigqueueinfo");
 
   /* 2. blocked standard signals coalesce */
   block_signal(SIGUSR1, SIG_BLOCK);
