@@ -1,5 +1,5 @@
 // expect: fail
-// spin-cc: -DCOLLAPSE
+// spin-cc: -O0 -DCOLLAPSE
 // spin-run: -m1000000
 //
 // PLANTED BUG (must be caught): mpmc_wakeup.pml without the chain wakeups.

@@ -1,4 +1,5 @@
 // expect: fail
+// spin-cc: -O0
 // spin-run: -m500000
 //
 // PLANTED BUG (must be caught): spsc_wakeup.pml with the producer checking the

@@ -1,4 +1,5 @@
 // expect: fail
+// spin-cc: -O0
 // spin-run: -m1000000
 //
 // PLANTED BUG (must be caught): spsc_tso.pml without the consumer's fence

@@ -1,4 +1,5 @@
 // expect: pass
+// spin-cc: -O0
 // spin-run: -m1000000
 //
 // The consumer-wakeup handshake of spsc_wakeup.pml under x86-TSO: each

@@ -1,4 +1,5 @@
 // expect: pass
+// spin-cc: -O0
 // spin-run: -m500000
 //
 // The wakeup protocol of the SPSC message ring (src/wake.rs, src/ends.rs,

@@ -1,4 +1,5 @@
 // expect: fail
+// spin-cc: -O0
 // spin-run: -m1000000
 //
 // PLANTED BUG (must be caught): stream_wakeup.pml with a writer that sets the

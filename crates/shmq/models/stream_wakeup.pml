@@ -1,4 +1,5 @@
 // expect: pass
+// spin-cc: -O0
 // spin-run: -m1000000
 //
 // The wakeup protocol of the SPSC byte stream (src/stream.rs, src/ends.rs,
