@@ -254,7 +254,13 @@ function main() {
     console.error('native-check: build failed');
     process.exit(1);
   }
-  if (useCounts && spawnSync('perf', ['stat', '-e', 'raw_syscalls:sys_enter', '--', 'true']).status !== 0) {
+  const perfWorks = () => spawnSync('perf', ['stat', '-e', 'raw_syscalls:sys_enter', '--', 'true']).status === 0;
+  if (useCounts && !perfWorks() && !existsSync('/sys/kernel/tracing/events')) {
+    // Tracepoints need tracefs; some hosts do not mount it by default.
+    console.log('native-check: mounting tracefs at /sys/kernel/tracing for perf');
+    spawnSync('mount', ['-t', 'tracefs', 'nodev', '/sys/kernel/tracing'], { stdio: 'inherit' });
+  }
+  if (useCounts && !perfWorks()) {
     console.error(
       'native-check: `perf stat -e raw_syscalls:sys_enter` does not work here (apt-get install linux-perf; ' +
         'tracefs at /sys/kernel/tracing), or pass --no-count',
