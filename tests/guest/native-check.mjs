@@ -17,6 +17,8 @@
 // It prints a table with the time, syscalls and faults of each program.
 //
 // Usage: node tests/guest/native-check.mjs [--only name,name] [--libc glibc|musl] [--no-count] [--verbose]
+//        node tests/guest/native-check.mjs --list   (one JSON line per program run, for harnesses; no build)
+// --save DIR keeps the first native run's output as DIR/<libc>/<variant>.{stdout,stderr,status}.
 // Must run as root (chroot, namespaces, cgroups), like the sandbox tests.
 //
 // The header parser is exported for the sandbox harness: import { parseHeaders } from this file.
@@ -90,6 +92,13 @@ export function parseHeaders(source, name = '?') {
     return Number(raw[k]);
   };
   if (!raw.issue) throw new Error(`${name}: missing "// issue: N" header`);
+  // `exit: SIGSEGV` and `exit: signal: SIGSEGV` are accepted as spellings of `signal: SIGSEGV`.
+  const sigInExit = raw.exit !== undefined ? /^(?:signal:\s*)?(SIG[A-Z0-9]+)$/.exec(raw.exit) : null;
+  if (sigInExit) {
+    if (raw.signal !== undefined) throw new Error(`${name}: both exit and signal headers`);
+    raw.signal = sigInExit[1];
+    delete raw.exit;
+  }
   if (raw.exit !== undefined && raw.signal !== undefined) throw new Error(`${name}: both exit and signal headers`);
   let expectStatus = int('exit', 0);
   if (raw.signal !== undefined) {
@@ -244,6 +253,34 @@ function main() {
   const onlyLibc = opt('--libc');
   const useCounts = !argv.includes('--no-count');
   const verbose = argv.includes('--verbose');
+  const saveDir = opt('--save');
+  if (argv.includes('--list')) {
+    // One JSON object per program run (name, variant, libc, how to run it, what to expect).
+    for (const { name, headers: h } of listPrograms())
+      for (const libc of h.libc)
+        for (const variant of h.pie ? [name, `${name}-pie`] : [name])
+          console.log(
+            JSON.stringify({
+              name,
+              variant,
+              libc,
+              binary: join(here, 'build', libc, variant),
+              path: `/${variant}`,
+              args: h.args,
+              env: h.env,
+              stdin: h.stdin,
+              expectStatus: h.expectStatus,
+              cpus: h.cpus,
+              timeout: h.timeout,
+              compare: h.compare,
+              masks: h.masks.map((m) => m.source),
+              pidsLimit: h.pidsLimit,
+              memory: h.memory,
+              issue: h.issue,
+            }),
+          );
+    return;
+  }
 
   if (process.getuid && process.getuid() !== 0) {
     console.error('native-check: must run as root (chroot, pid namespaces, pids cgroup)');
@@ -316,6 +353,13 @@ function main() {
           };
           const r1 = withCg('1', (x) => runOnce(runner, h, root, variant, x));
           const r2 = withCg('2', (x) => runOnce(runner, h, root, variant, x));
+          if (saveDir) {
+            const d = join(saveDir, libc);
+            mkdirSync(d, { recursive: true });
+            writeFileSync(join(d, `${variant}.stdout`), r1.stdout);
+            writeFileSync(join(d, `${variant}.stderr`), r1.stderr);
+            writeFileSync(join(d, `${variant}.status`), `${r1.status}\n`);
+          }
           for (const [i, r] of [r1, r2].entries()) {
             if (r.status !== h.expectStatus)
               problems.push(`run ${i + 1}: status ${statusLabel(r.status)}, expected ${statusLabel(h.expectStatus)}`);
@@ -357,7 +401,7 @@ function main() {
     );
   }
   console.log(
-    `\n${rows.length} runs (x2, + counted), ${failures.length} failed, ${((Date.now() - started) / 1000).toFixed(1)} s`,
+    `\n${rows.length} runs (each twice${useCounts ? " and once counted" : ""}), ${failures.length} failed, ${((Date.now() - started) / 1000).toFixed(1)} s`,
   );
   if (failures.length) {
     console.log(`failed: ${failures.join(', ')}`);
