@@ -166,11 +166,11 @@ impl<'a, T: Pod, W: Wake> Producer<'a, T, W> {
     #[cfg(test)]
     fn planted_push(&mut self, bug: PlantedBug, value: T) -> Result<()> {
         use core::sync::atomic::{fence, Ordering};
-        // Widens the window between the two reordered steps, as a preemption would.
+        // Widens the window between the two reordered steps, as a preemption
+        // would (so the test catches the bug on a loaded 2-CPU machine too).
         let widen = || {
-            for _ in 0..2000 {
-                core::hint::spin_loop();
-            }
+            extern crate std;
+            std::thread::sleep(std::time::Duration::from_micros(50));
         };
         let off = self.end.geo.slot_offset(self.end.tail);
         match bug {
@@ -538,7 +538,15 @@ mod tests {
                         if lost.load(Ordering::Relaxed) {
                             break Err(std::format!("lost wakeup: message {} slept past the patience", expect - 1));
                         }
-                        if !lockstep && rng.below(16) == 0 {
+                        if lockstep {
+                            // Dawdle 0–20 µs before the next pop (and its sleep),
+                            // so the producer's next push races with our going to sleep.
+                            let t = Instant::now();
+                            let d = Duration::from_nanos(rng.below(20_000));
+                            while t.elapsed() < d {
+                                core::hint::spin_loop();
+                            }
+                        } else if rng.below(16) == 0 {
                             std::thread::yield_now();
                         }
                     }
@@ -562,24 +570,23 @@ mod tests {
 
     #[test]
     fn threads_correct_protocol_delivers_everything_without_lost_wakeups() {
-        let n = run_threads(None, 20_000, Duration::from_secs(3), 1 << 16, false).unwrap();
-        assert!(n > 1000, "only {n} messages with polling sides");
-        let n = run_threads(None, 20_000, Duration::from_secs(3), 0, false).unwrap();
-        assert!(n > 1000, "only {n} messages with sleeping sides");
-        let n = run_threads(None, 5_000, Duration::from_secs(3), 0, true).unwrap();
-        assert!(n > 1000, "only {n} messages in lockstep");
+        // Every message, whatever the load (the deadline only guards against a hang).
+        let minute = Duration::from_secs(60);
+        assert_eq!(run_threads(None, 10_000, minute, 1 << 10, false), Ok(10_000), "polling sides");
+        assert_eq!(run_threads(None, 10_000, minute, 0, false), Ok(10_000), "sleeping sides");
+        assert_eq!(run_threads(None, 2_000, minute, 0, true), Ok(2_000), "lockstep");
     }
 
     #[test]
     fn planted_bug_publish_before_write_is_caught() {
-        let e = run_threads(Some(PlantedBug::PublishBeforeWrite), 1_000_000, Duration::from_secs(8), 1 << 16, false)
+        let e = run_threads(Some(PlantedBug::PublishBeforeWrite), 1_000_000, Duration::from_secs(30), 1 << 16, false)
             .expect_err("publishing the index before writing the slot must be detected");
         assert!(e.contains("arrived as"), "{e}");
     }
 
     #[test]
     fn planted_bug_flag_check_before_publish_is_caught() {
-        let e = run_threads(Some(PlantedBug::FlagCheckBeforePublish), 1_000_000, Duration::from_secs(8), 0, true)
+        let e = run_threads(Some(PlantedBug::FlagCheckBeforePublish), 1_000_000, Duration::from_secs(30), 0, true)
             .expect_err("checking the waiting flag before publishing must lose a wakeup");
         assert!(e.contains("lost wakeup") || e.contains("never received"), "{e}");
     }
