@@ -272,21 +272,23 @@ fn byte_stream_two_processes_keep_every_byte() {
     eprintln!("stream: {:?}", t.elapsed());
 }
 
-fn kill_and_time(peer: &mut Peer, blocked: impl FnOnce() -> Result<(), Error>) -> Duration {
-    let pid = peer.child.id();
-    let killer = std::thread::spawn(move || {
+/// Runs `blocked` (an operation that waits for the peer) in a thread, kills
+/// the peer with SIGKILL 200 ms later and returns how long the operation took
+/// to fail with `PeerGone` after the kill.
+fn kill_and_time(peer: &mut Peer, blocked: impl FnOnce() -> Result<(), Error> + Send) -> Duration {
+    std::thread::scope(|s| {
+        let waiter = s.spawn(move || {
+            let r = blocked();
+            (r, Instant::now())
+        });
         std::thread::sleep(Duration::from_millis(200));
-        let t = Instant::now();
-        let ok = Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success();
-        assert!(ok, "kill -KILL {pid}");
-        t
-    });
-    let r = blocked();
-    let done = Instant::now();
-    let killed_at = killer.join().unwrap();
-    assert_eq!(r, Err(Error::PeerGone), "the survivor must get PeerGone");
-    let _ = peer.child.wait();
-    done.duration_since(killed_at)
+        let killed_at = Instant::now();
+        peer.child.kill().expect("SIGKILL the peer");
+        let (r, done) = waiter.join().unwrap();
+        assert_eq!(r, Err(Error::PeerGone), "the survivor must get PeerGone");
+        let _ = peer.child.wait();
+        done.duration_since(killed_at)
+    })
 }
 
 #[test]
@@ -303,6 +305,7 @@ fn crashed_producer_is_detected_within_a_second() {
         let mut rx =
             spsc::Consumer::<Msg, _>::attach(&mem, 0, EventWake::new(to_consumer, to_producer, Some(watch))).unwrap();
         let took = kill_and_time(&mut peer, || rx.pop().map(|_| ()));
+        eprintln!("crashed producer ({}) detected {took:?} after SIGKILL", if by_pidfd { "pidfd" } else { "socket" });
         assert!(took < Duration::from_secs(1), "detected after {took:?}");
         assert!(rx.is_empty().unwrap(), "the half-written message was never published");
     }
@@ -324,6 +327,7 @@ fn crashed_consumer_is_detected_by_a_blocked_producer() {
         tx.push([i; 4]).unwrap();
     }
     let took = kill_and_time(&mut peer, || tx.push([9; 4]));
+    eprintln!("crashed consumer detected {took:?} after SIGKILL");
     assert!(took < Duration::from_secs(1), "detected after {took:?}");
 }
 
