@@ -6,10 +6,14 @@
  * CLOCK_REALTIME, error cases, then a futex mutex and a ping-pong under load.
  *
  * Return values that count woken/requeued waiters are only deterministic when
- * the waiters are known to be queued. gather() makes sure: it requeues waiters
- * from their futex to a parking futex until all n have been moved (each move is
- * counted by the kernel, so the total is exact), and the test then requeues them
- * wherever it wants them. PI futexes are not tested (the sandbox may return
+ * the waiters are known to be queued. settle() makes sure: it requeues waiters
+ * from their futex to a parking futex until all n have been moved (the kernel
+ * counts each move), then requeues them back. Counted operations then start
+ * from the waiters' own futex: Linux allows spurious wakeups, and a waiter woken
+ * spuriously re-queues itself on the futex it originally waited on, so it is
+ * still counted there. A section whose counts come out wrong anyway (a waiter
+ * woken spuriously while parked during settle() is counted twice) is cleaned up
+ * and repeated, up to 5 times; a single waiter is simply settled again. PI futexes are not tested (the sandbox may return
  * ENOSYS for them). */
 #include <limits.h>
 #include <pthread.h>
@@ -55,18 +59,53 @@ static void finish(struct waiter *w, const char *what) {
   CHECK(w->result == 0, "%s: waiter returned %ld %s", what, w->result, errname(w->err));
 }
 
-/* Move n waiters queued (or about to queue) on `from` to `to`; flags: P or 0. */
-static void gather(volatile uint32_t *from, volatile uint32_t *to, int n, int flags) {
-  int moved = 0;
-  for (int spins = 0; moved < n; spins++) {
-    long r = futex(from, Q_FUTEX_CMP_REQUEUE | flags, 0, NR(INT_MAX), to, *from);
-    CHECK(r >= 0, "gather requeue");
-    moved += (int)r;
-    CHECK(spins < 100000, "waiters never queued (%d of %d)", moved, n);
-    if (moved < n) sched_yield();
-  }
-  CHECK(moved == n, "gathered %d, expected %d", moved, n);
+/* Waiting for other threads: yield, then sleep; give up after 10 s (a loaded host is slow). */
+static void backoff(int spins, int64_t t0, const char *what) {
+  if (spins < 100)
+    sched_yield();
+  else
+    sleep_ms(1);
+  CHECK(mono_ns() - t0 < 10000000000LL, "%s", what);
 }
+
+/* Make sure n waiters are queued on their futex f (parking them on `park` and back). */
+static void settle(volatile uint32_t *f, volatile uint32_t *park, int n, int flags) {
+  int moved = 0;
+  int64_t t0 = mono_ns();
+  for (int spins = 0; moved < n; spins++) {
+    long r = futex(f, Q_FUTEX_CMP_REQUEUE | flags, 0, NR(INT_MAX), park, *f);
+    CHECK(r >= 0, "settle: requeue to the parking futex");
+    moved += (int)r;
+    if (moved < n) backoff(spins, t0, "waiters never queued");
+  }
+  CHECK(futex(park, Q_FUTEX_CMP_REQUEUE | flags, 0, NR(INT_MAX), f, *park) >= 0, "settle: requeue back");
+}
+
+/* Wake the single waiter queued on f, re-settling it while it is in transit after a spurious
+ * wakeup (then the wake finds nobody). Returns what the successful FUTEX_WAKE returned. */
+static long wake_one(volatile uint32_t *f, volatile uint32_t *wake_addr, volatile uint32_t *park, int flags) {
+  int64_t t0 = mono_ns();
+  for (int spins = 0;; spins++) {
+    settle(f, park, 1, flags);
+    long r = futex(wake_addr, Q_FUTEX_WAKE | flags, 1, NULL, NULL, 0);
+    if (r != 0) return r;
+    backoff(spins, t0, "wake_one: the waiter never came back");
+  }
+}
+
+/* Wake every waiter (on any of the futexes) and join them: the clean-up before a retry. */
+static void wake_all(struct waiter *w, int n, volatile uint32_t *const *fs, int nf) {
+  for (int i = 0; i < n; i++) {
+    for (int spins = 0; !w[i].woke; spins++) {
+      for (int j = 0; j < nf; j++) futex(fs[j], Q_FUTEX_WAKE_BITSET | P, INT_MAX, NULL, NULL, Q_FUTEX_BITSET_MATCH_ANY);
+      CHECK(spins < 5000, "clean-up: a waiter never woke");
+      sleep_ms(1);
+    }
+    pthread_join(w[i].th, NULL);
+  }
+}
+
+#define ATTEMPTS 5
 
 static int64_t elapsed_since(int64_t t0) { return mono_ns() - t0; }
 
@@ -145,84 +184,127 @@ static void wait_wake(void) {
   static uint32_t f, park;
   struct waiter w;
   start(&w, &f, Q_FUTEX_WAIT | P, 0);
-  gather(&f, &park, 1, P);
-  long r = futex(&park, Q_FUTEX_WAKE | P, 1, NULL, NULL, 0);
+  long r = wake_one(&f, &f, &park, P);
   finish(&w, "wait/wake");
   say("WAIT/WAKE: woke %ld\n", r);
   CHECK(r == 1, "wake one");
 }
 
-static void requeue(void) {
+static int requeue_once(int last) {
   static uint32_t f1, f2, park;
+  volatile uint32_t *const all[] = {&f1, &f2, &park};
   struct waiter w[4];
   for (int i = 0; i < 4; i++) start(&w[i], &f1, Q_FUTEX_WAIT | P, 0);
-  gather(&f1, &park, 4, P);
-  long r = futex(&park, Q_FUTEX_REQUEUE | P, 1, NR(INT_MAX), &f2, 0);
-  say("REQUEUE wake 1, requeue rest = %ld\n", r);
-  CHECK(r == 4, "requeue count");
+  settle(&f1, &park, 4, P);
+  long r = futex(&f1, Q_FUTEX_REQUEUE | P, 1, NR(INT_MAX), &f2, 0);
   int woken = 0;
-  for (int spins = 0; woken != 1; spins++) {
+  int64_t t0 = mono_ns();
+  for (int spins = 0; woken < 1 && mono_ns() - t0 < 5000000000LL; spins++) {
     woken = 0;
     for (int i = 0; i < 4; i++) woken += w[i].woke != 0;
-    CHECK(spins < 100000 && woken <= 1, "woken %d", woken);
-    if (woken != 1) sched_yield();
+    if (woken < 1) backoff(spins, t0, "requeue: nobody woke");
   }
-  r = futex(&f2, Q_FUTEX_CMP_REQUEUE | P, 0, NR(INT_MAX), &f1, f2);
-  say("CMP_REQUEUE the other 3 back = %ld\n", r);
-  CHECK(r == 3, "cmp requeue count");
-  r = futex(&f1, Q_FUTEX_WAKE | P, 2, NULL, NULL, 0);
-  long r2 = futex(&f1, Q_FUTEX_WAKE | P, INT_MAX, NULL, NULL, 0);
-  say("WAKE 2 then all = %ld, %ld\n", r, r2);
-  CHECK(r == 2 && r2 == 1, "wake counts");
+  sleep_ms(5);
+  woken = 0;
+  for (int i = 0; i < 4; i++) woken += w[i].woke != 0;
+  if (r != 4 || woken != 1) {
+    CHECK(!last, "REQUEUE wake 1, requeue rest returned %ld (expected 4), %d woken (expected 1)", r, woken);
+    wake_all(w, 4, all, 3);
+    return 0;
+  }
+  /* The three on f2 go back to f1 (any woken spuriously meanwhile are already there). */
+  long back = futex(&f2, Q_FUTEX_CMP_REQUEUE | P, 0, NR(INT_MAX), &f1, f2);
+  CHECK(back >= 0 && back <= 3, "cmp requeue back: %ld", back);
+  long w2 = futex(&f1, Q_FUTEX_WAKE | P, 2, NULL, NULL, 0);
+  long wr = futex(&f1, Q_FUTEX_WAKE | P, INT_MAX, NULL, NULL, 0);
+  if (w2 != 2 || wr != 1) {
+    CHECK(!last, "WAKE 2 then all = %ld, %ld (expected 2, 1)", w2, wr);
+    wake_all(w, 4, all, 3);
+    return 0;
+  }
   for (int i = 0; i < 4; i++) finish(&w[i], "requeue");
+  say("REQUEUE wake 1, requeue rest = %ld\n", r);
+  say("CMP_REQUEUE the rest back, then WAKE 2 and WAKE all = %ld, %ld\n", w2, wr);
+  return 1;
+}
+
+static void requeue(void) {
+  for (int a = 0; a < ATTEMPTS; a++)
+    if (requeue_once(a == ATTEMPTS - 1)) return;
+}
+
+static int wake_op_once(int last) {
+  static uint32_t fa, fb, parka, parkb;
+  volatile uint32_t *const all[] = {&fa, &fb, &parka, &parkb};
+  struct waiter w[2];
+  fa = fb = 0;
+  start(&w[0], &fa, Q_FUTEX_WAIT | P, 0);
+  start(&w[1], &fb, Q_FUTEX_WAIT | P, 0);
+  settle(&fa, &parka, 1, P);
+  settle(&fb, &parkb, 1, P);
+  long r = futex(&fa, Q_FUTEX_WAKE_OP | P, 1, NR(1), &fb, Q_FUTEX_OP(Q_FUTEX_OP_SET, 5, Q_FUTEX_OP_CMP_EQ, 0));
+  if (r != 2 || fb != 5) {
+    CHECK(!last, "WAKE_OP set 5 if old == 0: woke %ld, fb = %u (expected 2, 5)", r, fb);
+    wake_all(w, 2, all, 4);
+    return 0;
+  }
+  finish(&w[0], "wake_op a");
+  finish(&w[1], "wake_op b");
+  long r1 = r;
+
+  start(&w[0], &fa, Q_FUTEX_WAIT | P, 0);
+  start(&w[1], &fb, Q_FUTEX_WAIT | P, 0); /* waits for fb == 5 */
+  settle(&fa, &parka, 1, P);
+  settle(&fb, &parkb, 1, P);
+  r = futex(&fa, Q_FUTEX_WAKE_OP | P, 1, NR(1), &fb, Q_FUTEX_OP(Q_FUTEX_OP_ADD, 1, Q_FUTEX_OP_CMP_GT, 10));
+  sleep_ms(5);
+  int second_asleep = !w[1].woke;
+  if (r != 1 || fb != 6 || !second_asleep) {
+    CHECK(!last, "WAKE_OP add 1 if old > 10: woke %ld, fb = %u, second asleep %d", r, fb, second_asleep);
+    wake_all(w, 2, all, 4);
+    return 0;
+  }
+  finish(&w[0], "wake_op a2");
+  /* the second waiter waited for 5 and fb is 6 now: a spurious wakeup ends its wait with EAGAIN */
+  futex(&fb, Q_FUTEX_WAKE | P, 1, NULL, NULL, 0);
+  CHECK(pthread_join(w[1].th, NULL) == 0, "join");
+  CHECK(w[1].result == 0 || w[1].err == EAGAIN, "second waiter: %s", errname(w[1].err));
+  say("WAKE_OP set 5 if old == 0: woke %ld, fb = 5\n", r1);
+  say("WAKE_OP add 1 if old > 10: woke %ld, fb = 6, second waiter still asleep: yes\n", r);
+  return 1;
 }
 
 static void wake_op(void) {
-  static uint32_t fa, fb, parka, parkb;
-  struct waiter a, b;
-  start(&a, &fa, Q_FUTEX_WAIT | P, 0);
-  start(&b, &fb, Q_FUTEX_WAIT | P, 0);
-  gather(&fa, &parka, 1, P);
-  gather(&fb, &parkb, 1, P);
-  CHECK(futex(&parka, Q_FUTEX_CMP_REQUEUE | P, 0, NR(1), &fa, parka) == 1, "back to fa");
-  CHECK(futex(&parkb, Q_FUTEX_CMP_REQUEUE | P, 0, NR(1), &fb, parkb) == 1, "back to fb");
-  long r = futex(&fa, Q_FUTEX_WAKE_OP | P, 1, NR(1), &fb, Q_FUTEX_OP(Q_FUTEX_OP_SET, 5, Q_FUTEX_OP_CMP_EQ, 0));
-  finish(&a, "wake_op a");
-  finish(&b, "wake_op b");
-  say("WAKE_OP set 5 if old == 0: woke %ld, fb = %u\n", r, fb);
-  CHECK(r == 2 && fb == 5, "wake_op both");
+  for (int a = 0; a < ATTEMPTS; a++)
+    if (wake_op_once(a == ATTEMPTS - 1)) return;
+}
 
-  start(&a, &fa, Q_FUTEX_WAIT | P, 0);
-  start(&b, &fb, Q_FUTEX_WAIT | P, 0); /* waits for fb == 5 */
-  gather(&fa, &parka, 1, P);
-  gather(&fb, &parkb, 1, P);
-  CHECK(futex(&parka, Q_FUTEX_CMP_REQUEUE | P, 0, NR(1), &fa, parka) == 1, "back to fa");
-  CHECK(futex(&parkb, Q_FUTEX_CMP_REQUEUE | P, 0, NR(1), &fb, parkb) == 1, "back to fb");
-  r = futex(&fa, Q_FUTEX_WAKE_OP | P, 1, NR(1), &fb, Q_FUTEX_OP(Q_FUTEX_OP_ADD, 1, Q_FUTEX_OP_CMP_GT, 10));
-  finish(&a, "wake_op a2");
-  say("WAKE_OP add 1 if old > 10: woke %ld, fb = %u, second waiter still asleep: %s\n", r, fb, yesno(!b.woke));
-  CHECK(r == 1 && fb == 6 && !b.woke, "wake_op first only");
-  r = futex(&fb, Q_FUTEX_WAKE | P, 1, NULL, NULL, 0);
-  finish(&b, "wake_op b2");
-  CHECK(r == 1, "wake b");
+static int bitset_once(int last) {
+  static uint32_t f, park;
+  volatile uint32_t *const all[] = {&f, &park};
+  struct waiter w[2];
+  start(&w[0], &f, Q_FUTEX_WAIT_BITSET | P, 0x1);
+  start(&w[1], &f, Q_FUTEX_WAIT_BITSET | P, 0x2);
+  settle(&f, &park, 2, P);
+  long r2 = futex(&f, Q_FUTEX_WAKE_BITSET | P, INT_MAX, NULL, NULL, 0x2);
+  sleep_ms(5);
+  int sel = w[1].woke && !w[0].woke;
+  long r1 = futex(&f, Q_FUTEX_WAKE_BITSET | P, INT_MAX, NULL, NULL, 0x1);
+  if (r2 != 1 || r1 != 1 || !sel) {
+    CHECK(!last, "WAKE_BITSET 0x2 = %ld, 0x1 = %ld, selective %d", r2, r1, sel);
+    wake_all(w, 2, all, 2);
+    return 0;
+  }
+  finish(&w[1], "bitset 2");
+  finish(&w[0], "bitset 1");
+  say("WAKE_BITSET 0x2: woke %ld, only the 0x2 waiter: %s\n", r2, yesno(sel));
+  say("WAKE_BITSET 0x1: woke %ld\n", r1);
+  return 1;
 }
 
 static void bitset(void) {
-  static uint32_t f, park;
-  struct waiter w1, w2;
-  start(&w1, &f, Q_FUTEX_WAIT_BITSET | P, 0x1);
-  start(&w2, &f, Q_FUTEX_WAIT_BITSET | P, 0x2);
-  gather(&f, &park, 2, P);
-  CHECK(futex(&park, Q_FUTEX_CMP_REQUEUE | P, 0, NR(2), &f, park) == 2, "back to f");
-  long r = futex(&f, Q_FUTEX_WAKE_BITSET | P, INT_MAX, NULL, NULL, 0x2);
-  finish(&w2, "bitset 2");
-  say("WAKE_BITSET 0x2: woke %ld, the 0x2 waiter: %s, the 0x1 waiter still asleep: %s\n", r, yesno(w2.woke != 0),
-      yesno(!w1.woke));
-  CHECK(r == 1 && !w1.woke, "bitset selectivity");
-  r = futex(&f, Q_FUTEX_WAKE_BITSET | P, INT_MAX, NULL, NULL, 0x1);
-  finish(&w1, "bitset 1");
-  say("WAKE_BITSET 0x1: woke %ld\n", r);
-  CHECK(r == 1, "bitset 1");
+  for (int a = 0; a < ATTEMPTS; a++)
+    if (bitset_once(a == ATTEMPTS - 1)) return;
 }
 
 static void shared(void) {
@@ -233,9 +315,7 @@ static void shared(void) {
     long r = futex(f, Q_FUTEX_WAIT, 0, NULL, NULL, 0); /* shared */
     _exit(r == 0 ? 0 : 1);
   }
-  gather(f, park, 1, 0);
-  CHECK(futex(park, Q_FUTEX_CMP_REQUEUE, 0, NR(1), f, *park) == 1, "back to f");
-  long r = futex(f, Q_FUTEX_WAKE, 1, NULL, NULL, 0);
+  long r = wake_one(f, f, park, 0);
   int st = xwait(c);
   say("shared futex across fork: woke %ld, child %s\n", r, wstatus_str(st));
   CHECK(r == 1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "shared wake");
@@ -261,10 +341,9 @@ static void shared(void) {
   sh[4] = 0;
   struct waiter w;
   start(&w, &sh[4], Q_FUTEX_WAIT, 0);
-  gather(&alias[4], &alias[5], 1, 0);
-  r = futex(&sh[5], Q_FUTEX_WAKE, 1, NULL, NULL, 0);
+  r = wake_one(&alias[4], &alias[4], &alias[5], 0); /* the waiter waits on sh[4] */
   finish(&w, "alias");
-  say("shared futex through a second mapping of the page: requeued and woke %ld\n", r);
+  say("shared futex waited on through one mapping, requeued and woken through another: woke %ld\n", r);
   CHECK(r == 1, "alias wake");
   munmap((void *)alias, PAGE);
   munmap((void *)sh, PAGE);

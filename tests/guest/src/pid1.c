@@ -39,7 +39,7 @@ int main(void) {
   c = xfork();
   if (c == 0) _exit(kill(1, SIGUSR1) == 0 ? 0 : 1);
   expect_child_ok(c, "child sending SIGUSR1");
-  for (int i = 0; i < 1000 && handled < 2; i++) sleep_ms(1);
+  for (int i = 0; i < 5000 && handled < 2; i++) sleep_ms(1);
   say("with a handler installed: SIGUSR1 from itself and from a child delivered: %d\n", handled);
   CHECK(handled == 2, "handled");
   return 0;

@@ -162,7 +162,7 @@ int main(void) {
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   pthread_t d;
   CHECK(pthread_create(&d, &attr, detached, NULL) == 0, "detached create");
-  for (int i = 0; i < 2000 && !__atomic_load_n(&detached_ran, __ATOMIC_SEQ_CST); i++) sleep_ms(1);
+  for (int i = 0; i < 5000 && !__atomic_load_n(&detached_ran, __ATOMIC_SEQ_CST); i++) sleep_ms(1);
   say("detached thread ran: %s\n", yesno(detached_ran));
   CHECK(detached_ran, "detached thread never ran");
   CHECK(my_index == -1, "main thread TLS");

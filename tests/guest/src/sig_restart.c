@@ -51,7 +51,7 @@ static void install(int flags) {
 /* A thread that wakes the futex after the main thread has been interrupted a few times. */
 static uint32_t fw;
 static void *waker(void *arg) {
-  for (int i = 0; i < 4000 && handled < 5; i++) sleep_ms(1);
+  for (int i = 0; i < 10000 && handled < 5; i++) sleep_ms(1);
   sleep_ms(5);
   __atomic_store_n(&fw, 1, __ATOMIC_RELEASE);
   futex(&fw, Q_FUTEX_WAKE | Q_FUTEX_PRIVATE, 1, NULL, NULL, 0);
@@ -60,7 +60,7 @@ static void *waker(void *arg) {
 
 static volatile uint32_t *sh;
 static void *releaser(void *arg) {
-  for (int i = 0; i < 4000 && handled < 5; i++) sleep_ms(1);
+  for (int i = 0; i < 10000 && handled < 5; i++) sleep_ms(1);
   sleep_ms(5);
   futex_set_wake(&sh[0], 1);
   return NULL;

@@ -282,7 +282,12 @@ int main(void) {
   reset();
   handler_tid = 0;
   SYS(kill(me, SIGUSR2));
-  for (int i = 0; i < 200000 && count == 0; i++) sched_yield();
+  for (int i = 0; i < 10000 && count == 0; i++) {
+    if (i < 100)
+      sched_yield();
+    else
+      sleep_ms(1);
+  }
   say("kill(process) with SIGUSR2 blocked in main: handled by the other thread: %s\n",
       yesno(count == 1 && handler_tid != gettid_() && handler_tid != 0));
   CHECK(count == 1 && handler_tid != gettid_(), "process-directed delivery");
