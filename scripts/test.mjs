@@ -47,13 +47,15 @@ const groups = [
       ok = run('npx', ['prettier', '--check', '--log-level=warn', '.']) && ok;
       ok = run('cargo', ['fmt', '--all', '--check']) && ok;
       ok =
-        runQuiet('cargo', ['clippy', '--offline', '--workspace', '--all-targets', '--quiet', '--', '-D', 'warnings']) && ok;
+        runQuiet('cargo', ['clippy', '--offline', '--workspace', '--all-targets', '--quiet', '--', '-D', 'warnings']) &&
+        ok;
       if (existsSync(kernelDir)) {
         ok = run('cargo', ['fmt', '--check'], { cwd: kernelDir }) && ok;
         // The guest crate is outside the workspace: lint it with its own config.
         ok =
-          runQuiet('cargo', ['clippy', '--offline', '--release', '--quiet', '--', '-D', 'warnings'], { cwd: kernelDir }) &&
-          ok;
+          runQuiet('cargo', ['clippy', '--offline', '--release', '--quiet', '--', '-D', 'warnings'], {
+            cwd: kernelDir,
+          }) && ok;
       }
       return ok;
     },

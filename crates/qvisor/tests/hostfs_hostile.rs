@@ -649,6 +649,9 @@ fn garbage_requests_never_panic_and_never_escape() {
     let t = TestTree::standard("fuzz");
     let before = t.outside_snapshot();
     let host_passwd = std::fs::metadata("/etc/passwd").unwrap();
+    // The host's own root: an escape would most likely land there (the
+    // fuzzer's names are created, chmod-ed and chown-ed relative to a handle).
+    let host_root = host_root_view();
     let c = Client::new(HostFs::with_capacity(t.root_fd(), false, 256).unwrap(), 1 << 20);
     let seed = std::env::var("QUARK_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_f00d_u64);
     println!("hostfs fuzz seed {seed} (QUARK_FUZZ_SEED)");
@@ -749,6 +752,16 @@ fn garbage_requests_never_panic_and_never_escape() {
         (after.mtime(), after.ctime(), after.mode()),
         (host_passwd.mtime(), host_passwd.ctime(), host_passwd.mode())
     );
+    assert_eq!(host_root_view(), host_root, "the host's / changed under the fuzzer");
+}
+
+/// Mode, owner and entry names of the host's `/`.
+fn host_root_view() -> (u32, u32, u32, Vec<std::ffi::OsString>) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata("/").unwrap();
+    let mut names: Vec<_> = std::fs::read_dir("/").unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    (m.mode(), m.uid(), m.gid(), names)
 }
 
 /// Guest addresses the fuzzer uses for outputs and iovec lists.
