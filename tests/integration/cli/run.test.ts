@@ -4,7 +4,8 @@
 // and docker's overrides reach the program, its exit status is quark's, and
 // the prepared root filesystem is gone afterwards, also after a signal.
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   buildBusybox,
@@ -149,6 +150,19 @@ test.serial('an image ID runs like its name; --debug prints the sandbox, log and
   );
 });
 
+test.serial(
+  'the copying snapshotter (what unprivileged hosts use) gives the same run and is removed too',
+  async (t) => {
+    const { r, show } = await run(t, ['--debug', '--log', join(dir.path, 'merged.log'), ref], {
+      QUARK_SNAPSHOTTER: 'merged',
+    });
+    t.is(r.status, 3, r.stderr);
+    t.regex(r.stderr, /, rootfs \S+ \(merged\)\n$/);
+    t.deepEqual(show.argv, ['./show', 'from-entrypoint', 'from-cmd']);
+    t.deepEqual(show.env, [IMAGE_PATH, 'GREETING=hello', 'EXIT=3', 'HOME=/home/app']);
+  },
+);
+
 test.serial('a program that is not in the image: 127, and the rootfs is still removed', async (t) => {
   const { r } = await run(t, ['--entrypoint', '/no/such/program', ref]);
   t.is(r.status, 127, r.stderr);
@@ -180,6 +194,38 @@ test.serial('SIGTERM to quark reaches the program; the rootfs is removed after i
   t.true((during?.mounts.length ?? 0) <= 1);
   t.deepEqual(preparedRootfs(root), []);
   t.deepEqual(mountsUnder(root), []);
+});
+
+test.serial('a signal while the rootfs is being prepared calls the run off and removes the rootfs', async (t) => {
+  // Hold the store's GC lock exclusively: quark, which has its signal handlers in place by then, waits for
+  // it (shared) inside prepareRootfs; /proc/locks shows it blocked there.
+  const holder = spawn('flock', ['--no-fork', '-x', join(root, 'oci', 'gc.lock'), 'sleep', '600'], { stdio: 'ignore' });
+  const holderGone = new Promise((r) => holder.on('exit', r));
+  try {
+    const r = await quark(['run', '--root', root, ref], {
+      onSpawn: (child) => {
+        const poll = setInterval(() => {
+          const blocked = readFileSync('/proc/locks', 'utf8')
+            .split('\n')
+            .some((l) => / -> FLOCK\s+ADVISORY\s+READ\s+(\d+) /.exec(l)?.[1] === String(child.pid));
+          if (!blocked) return;
+          clearInterval(poll);
+          child.kill('SIGTERM');
+          // Give the handler a moment to run, then let quark take the lock and prepare the rootfs.
+          setTimeout(() => holder.kill('SIGKILL'), 200);
+        }, 20);
+        child.on('exit', () => clearInterval(poll));
+      },
+    });
+    t.is(r.status, 143, r.stderr);
+    t.is(r.signal, null);
+    t.is(r.stdout, '', 'the program never ran');
+    t.deepEqual(preparedRootfs(root), []);
+    t.deepEqual(mountsUnder(root), []);
+  } finally {
+    holder.kill('SIGKILL');
+    await holderGone;
+  }
 });
 
 test.serial('busybox from the image runs in the sandbox', async (t) => {
