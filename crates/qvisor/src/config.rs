@@ -27,6 +27,8 @@ pub struct Config {
     pub stats_file: Option<PathBuf>,
     pub id: String,
     pub debug: bool,
+    /// Log every guest system call with its arguments and result.
+    pub strace: bool,
     pub check: bool,
     pub net: NetMode,
     pub hang_timeout_s: u64,
@@ -60,6 +62,7 @@ Options:
   --stats-file FILE    append KVM and guest counters as JSON when the sandbox ends (benchmarks)
   --id ID              sandbox id (default: generated)
   --debug              verbose guest-kernel diagnostics in the log
+  --strace             log every guest system call (pid, name, arguments, result); slow
   --hang-timeout SECS  abort when a vCPU spends this long in the guest kernel without progress (default 10)
   --check              boot the guest, run its platform self-test, print facts as JSON, and exit
   --die-with-parent    end the sandbox (SIGKILL) when the process that started quark-sandbox dies
@@ -109,6 +112,7 @@ impl Config {
             stats_file: None,
             id: String::new(),
             debug: false,
+            strace: false,
             check: false,
             net: NetMode::None,
             hang_timeout_s: DEFAULT_HANG_TIMEOUT_S,
@@ -196,6 +200,7 @@ impl Config {
                 "--stats-file" => c.stats_file = Some(PathBuf::from(val(&mut i)?)),
                 "--id" => c.id = val(&mut i)?,
                 "--debug" => c.debug = true,
+                "--strace" => c.strace = true,
                 "--check" => c.check = true,
                 "--hang-timeout" => {
                     let v = val(&mut i)?;

@@ -236,6 +236,9 @@ fn run_vm(
     if cfg.readonly {
         flag_bits |= flags::READ_ONLY_ROOT;
     }
+    if cfg.strace {
+        flag_bits |= flags::STRACE;
+    }
     let params = BootParams {
         flags: flag_bits,
         flavour: flavour as u32,

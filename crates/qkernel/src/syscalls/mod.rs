@@ -277,7 +277,59 @@ pub extern "C" fn syscall_dispatch(f: &mut TrapFrame) -> u64 {
         Ok(v) => v,
         Err(e) => e.to_ret() as u64,
     };
+    if crate::boot::params().flags & qlib::boot::flags::STRACE != 0 {
+        trace(nr, f);
+    }
     crate::task::signal::exit_to_user(f) as u64
+}
+
+/// One `--strace` line: `tid name(args) = result`. The arguments are those
+/// still in the frame (handlers may have rewritten some, e.g. execve).
+#[cold]
+fn trace(nr: u64, f: &TrapFrame) {
+    use crate::log::Hex;
+    let a = args(f);
+    let tid = crate::task::current().tid as u64;
+    let name = sysno::name(nr).unwrap_or("?");
+    let ret = f.rax as i64;
+    if (-4095..0).contains(&ret) {
+        let e = Errno((-ret) as u16);
+        crate::klog!(
+            crate::log::level::ERROR,
+            "strace ",
+            tid,
+            " ",
+            name,
+            "(",
+            Hex(a[0]),
+            ", ",
+            Hex(a[1]),
+            ", ",
+            Hex(a[2]),
+            ", ",
+            Hex(a[3]),
+            ") = -",
+            e.name()
+        );
+    } else {
+        crate::klog!(
+            crate::log::level::ERROR,
+            "strace ",
+            tid,
+            " ",
+            name,
+            "(",
+            Hex(a[0]),
+            ", ",
+            Hex(a[1]),
+            ", ",
+            Hex(a[2]),
+            ", ",
+            Hex(a[3]),
+            ") = ",
+            Hex(f.rax)
+        );
+    }
 }
 
 /// Argument accessors for readability in handlers.

@@ -141,7 +141,7 @@ pub fn wait4(f: &mut TrapFrame) -> SysResult {
         return Err(Errno::EINVAL);
     }
     let options = options | opt::WEXITED;
-    match exit::wait_child(which_of(pid as i64), options)? {
+    match exit::wait_child(which_of(pid as i32 as i64), options)? {
         Some(ev) => {
             if status != 0 {
                 write_user(status, &ev.status)?;
