@@ -9,6 +9,7 @@
 
 pub mod dentry;
 pub mod devfs;
+pub mod eventfd;
 pub mod file;
 pub mod hostfs;
 pub mod iobuf;

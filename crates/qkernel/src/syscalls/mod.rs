@@ -15,6 +15,7 @@ pub mod sys_futex;
 pub mod sys_identity;
 pub mod sys_info;
 pub mod sys_mmap;
+pub mod sys_poll;
 pub mod sys_signal;
 pub mod sys_test;
 pub mod sys_thread;
@@ -72,6 +73,7 @@ syscall_table! {
     4 stat => sys_fs::stat, Full, "";
     5 fstat => sys_file::fstat, Full, "";
     6 lstat => sys_fs::lstat, Full, "";
+    7 poll => sys_poll::poll, Full, "";
     8 lseek => sys_file::lseek, Partial, "SEEK_DATA/SEEK_HOLE treat the whole file as data";
     9 mmap => sys_mmap::mmap, Partial, "anonymous mappings (private and shared)";
     10 mprotect => sys_mmap::mprotect, Full, "";
@@ -87,6 +89,7 @@ syscall_table! {
     20 writev => sys_file::writev, Full, "";
     21 access => sys_fs::access, Full, "";
     22 pipe => sys_file::pipe, Full, "";
+    23 select => sys_poll::select, Full, "";
     24 sched_yield => sys_thread::sched_yield, Full, "";
     25 mremap => sys_mmap::mremap, Partial, "MAYMOVE and FIXED; no DONTUNMAP";
     26 msync => sys_mmap::msync, Partial, "anonymous memory only";
@@ -110,6 +113,7 @@ syscall_table! {
     62 kill => sys_signal::kill, Full, "";
     63 uname => sys_info::uname, Full, "";
     72 fcntl => sys_file::fcntl, Partial, "record locks are granted without contention tracking; no seals";
+    73 flock => sys_file::flock, Partial, "locks are granted without contention tracking";
     74 fsync => sys_file::fsync, Full, "";
     75 fdatasync => sys_file::fsync, Full, "";
     76 truncate => sys_fs::truncate, Full, "";
@@ -177,6 +181,7 @@ syscall_table! {
     202 futex => sys_futex::futex, Partial, "priority-inheritance operations return ENOSYS";
     203 sched_setaffinity => sys_thread::sched_setaffinity, Full, "";
     204 sched_getaffinity => sys_thread::sched_getaffinity, Full, "";
+    213 epoll_create => sys_poll::epoll_create, Full, "";
     217 getdents64 => sys_file::getdents64, Full, "";
     218 set_tid_address => sys_thread::set_tid_address, Full, "";
     222 timer_create => sys_time::timer_create, Partial, "SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD_ID";
@@ -188,6 +193,8 @@ syscall_table! {
     229 clock_getres => sys_time::clock_getres, Full, "";
     230 clock_nanosleep => sys_time::clock_nanosleep, Full, "";
     231 exit_group => sys_thread::exit_group, Full, "";
+    232 epoll_wait => sys_poll::epoll_wait, Full, "";
+    233 epoll_ctl => sys_poll::epoll_ctl, Partial, "EPOLLEXCLUSIVE wakes every waiter";
     234 tgkill => sys_signal::tgkill, Full, "";
     247 waitid => sys_thread::waitid, Partial, "rusage reports CPU time only";
     257 openat => sys_fs::openat, Full, "";
@@ -202,10 +209,16 @@ syscall_table! {
     267 readlinkat => sys_fs::readlinkat, Full, "";
     268 fchmodat => sys_fs::fchmodat, Full, "";
     269 faccessat => sys_fs::faccessat, Full, "";
+    270 pselect6 => sys_poll::pselect6, Full, "";
+    271 ppoll => sys_poll::ppoll, Full, "";
     273 set_robust_list => sys_thread::set_robust_list, Full, "";
     274 get_robust_list => sys_thread::get_robust_list, Full, "";
     280 utimensat => sys_fs::utimensat, Full, "";
+    281 epoll_pwait => sys_poll::epoll_pwait, Full, "";
+    284 eventfd => sys_poll::eventfd, Full, "";
     285 fallocate => sys_file::fallocate, Partial, "mode 0 only";
+    290 eventfd2 => sys_poll::eventfd2, Full, "";
+    291 epoll_create1 => sys_poll::epoll_create1, Full, "";
     292 dup3 => sys_file::dup3, Full, "";
     293 pipe2 => sys_file::pipe2, Full, "";
     295 preadv => sys_file::preadv, Full, "";
@@ -224,6 +237,7 @@ syscall_table! {
     436 close_range => sys_file::close_range, Partial, "CLOSE_RANGE_UNSHARE is treated as plain close";
     437 openat2 => sys_fs::openat2, Partial, "resolve restrictions (RESOLVE_*) return EINVAL";
     439 faccessat2 => sys_fs::faccessat2, Full, "";
+    441 epoll_pwait2 => sys_poll::epoll_pwait2, Full, "";
 }
 
 /// Numbers already reported as unimplemented (one log line per number).

@@ -499,3 +499,18 @@ pub fn sendfile(f: &mut TrapFrame) -> SysResult {
     }
     Ok(total)
 }
+
+/// flock: checks the operation; locks are granted at once (the sandbox's
+/// processes share one kernel, and contention tracking is not built yet).
+pub fn flock(f: &mut TrapFrame) -> SysResult {
+    let [fd, op, ..] = args(f);
+    const LOCK_SH: u64 = 1;
+    const LOCK_EX: u64 = 2;
+    const LOCK_NB: u64 = 4;
+    const LOCK_UN: u64 = 8;
+    file(fd)?;
+    match op & !LOCK_NB {
+        LOCK_SH | LOCK_EX | LOCK_UN => Ok(0),
+        _ => Err(Errno::EINVAL),
+    }
+}
