@@ -87,7 +87,7 @@ fn do_poll(fds_addr: u64, nfds: u64, deadline: Option<u64>) -> SysResult {
         pfds.iter().map(|p| if p.fd < 0 { None } else { table.lock().get(p.fd as u64).ok() }).collect();
     let live: Vec<Arc<File>> = files.iter().flatten().cloned().collect();
     let mut ready = 0u64;
-    let mut scan = |pfds: &mut [PollFd]| -> u64 {
+    let scan = |pfds: &mut [PollFd]| -> u64 {
         let mut n = 0;
         for (p, f) in pfds.iter_mut().zip(files.iter()) {
             p.revents = 0;
@@ -175,7 +175,7 @@ fn do_select(nfds: u64, rd: u64, wr: u64, ex: u64, deadline: Option<u64>) -> Sys
     let live: Vec<Arc<File>> = files.iter().map(|(_, f)| f.clone()).collect();
     let (mut ro, mut wo, mut eo) = (vec![0u64; words], vec![0u64; words], vec![0u64; words]);
     let mut count = 0u64;
-    let mut scan = |ro: &mut Vec<u64>, wo: &mut Vec<u64>, eo: &mut Vec<u64>| -> u64 {
+    let scan = |ro: &mut Vec<u64>, wo: &mut Vec<u64>, eo: &mut Vec<u64>| -> u64 {
         let mut n = 0;
         ro.fill(0);
         wo.fill(0);
