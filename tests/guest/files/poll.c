@@ -9,6 +9,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/select.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <stdint.h>
@@ -93,5 +94,22 @@ int main(void) {
   int s = eventfd(2, EFD_SEMAPHORE);
   CHECK(read(s, &v, 8) == 8 && v == 1);
   printf("eventfd ok\n");
+  // timerfd: a one-shot wakes poll; a periodic one counts expirations.
+  int tf = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+  CHECK(tf >= 0);
+  struct itimerspec its = {{0, 0}, {0, 20000000}};
+  CHECK(timerfd_settime(tf, 0, &its, NULL) == 0);
+  struct pollfd tp = {tf, POLLIN, 0};
+  CHECK(poll(&tp, 1, 0) == 0);
+  CHECK(poll(&tp, 1, 5000) == 1);
+  CHECK(read(tf, &v, 8) == 8 && v == 1);
+  its.it_interval.tv_nsec = 10000000;
+  its.it_value.tv_nsec = 10000000;
+  CHECK(timerfd_settime(tf, 0, &its, NULL) == 0);
+  usleep(45000);
+  CHECK(read(tf, &v, 8) == 8);
+  printf("timerfd: one-shot woke poll; periodic counted >= 3: %s\n", v >= 3 ? "yes" : "no");
+  struct itimerspec cur;
+  CHECK(timerfd_gettime(tf, &cur) == 0 && cur.it_interval.tv_nsec == 10000000);
   return 0;
 }

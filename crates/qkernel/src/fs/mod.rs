@@ -19,6 +19,7 @@ pub mod pipe;
 pub mod poll;
 pub mod procfs;
 pub mod stdio;
+pub mod timerfd;
 pub mod tmpfs;
 pub mod vfs;
 
@@ -260,6 +261,10 @@ pub trait FileOps: Send + Sync {
     }
     /// The host file behind this description (loader, file mappings).
     fn host_file(&self) -> Option<&hostfs::HostFile> {
+        None
+    }
+    /// The timer behind a timerfd.
+    fn timerfd(&self) -> Option<&Arc<timerfd::TimerFd>> {
         None
     }
     /// The epoll instance behind this description (epoll_ctl nesting checks).

@@ -215,8 +215,11 @@ syscall_table! {
     274 get_robust_list => sys_thread::get_robust_list, Full, "";
     280 utimensat => sys_fs::utimensat, Full, "";
     281 epoll_pwait => sys_poll::epoll_pwait, Full, "";
+    283 timerfd_create => sys_poll::timerfd_create, Full, "";
     284 eventfd => sys_poll::eventfd, Full, "";
     285 fallocate => sys_file::fallocate, Partial, "mode 0 only";
+    286 timerfd_settime => sys_poll::timerfd_settime, Partial, "TFD_TIMER_CANCEL_ON_SET is accepted and ignored";
+    287 timerfd_gettime => sys_poll::timerfd_gettime, Full, "";
     290 eventfd2 => sys_poll::eventfd2, Full, "";
     291 epoll_create1 => sys_poll::epoll_create1, Full, "";
     292 dup3 => sys_file::dup3, Full, "";

@@ -363,3 +363,68 @@ pub fn eventfd(f: &mut TrapFrame) -> SysResult {
 pub fn eventfd2(f: &mut TrapFrame) -> SysResult {
     new_eventfd(f.rdi, f.rsi)
 }
+
+const TFD_TIMER_ABSTIME: u64 = 1;
+const CLOCK_REALTIME: u64 = 0;
+const CLOCK_MONOTONIC: u64 = 1;
+const CLOCK_BOOTTIME: u64 = 7;
+
+pub fn timerfd_create(f: &mut TrapFrame) -> SysResult {
+    let [clock, flags, ..] = args(f);
+    if flags & !(O_CLOEXEC | O_NONBLOCK) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if !matches!(clock, CLOCK_REALTIME | CLOCK_MONOTONIC | CLOCK_BOOTTIME | 8 | 9) {
+        return Err(Errno::EINVAL);
+    }
+    let t = crate::fs::timerfd::TimerFd::new(clock == CLOCK_REALTIME || clock == 8);
+    let file = File::new(
+        Arc::new(crate::fs::timerfd::TimerFdFile(t)),
+        None,
+        None,
+        O_RDWR as u32 | (flags & O_NONBLOCK) as u32,
+    );
+    install(file, flags & O_CLOEXEC != 0)
+}
+
+fn timerfd_of(fd: u64) -> Result<Arc<crate::fs::timerfd::TimerFd>, Errno> {
+    let file = file(fd)?;
+    // The descriptor must be a timerfd: compare through the poll identity.
+    let any = file.ops.clone();
+    crate::fs::timerfd::lookup(&any).ok_or(Errno::EINVAL)
+}
+
+fn put_itimerspec(addr: u64, (rem, interval): (u64, u64)) -> Result<(), Errno> {
+    if addr == 0 {
+        return Ok(());
+    }
+    let v = [Timespec::from_ns(interval), Timespec::from_ns(rem)];
+    write_user(addr, &v)
+}
+
+pub fn timerfd_settime(f: &mut TrapFrame) -> SysResult {
+    let [fd, flags, new, old, ..] = args(f);
+    if flags & !(TFD_TIMER_ABSTIME | 2) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let t = timerfd_of(fd)?;
+    let v: [Timespec; 2] = read_user(new)?;
+    let interval = v[0].to_ns().ok_or(Errno::EINVAL)?;
+    let value = v[1].to_ns().ok_or(Errno::EINVAL)?;
+    let deadline = if value == 0 && v[1].tv_sec == 0 {
+        0
+    } else if flags & TFD_TIMER_ABSTIME != 0 {
+        let now_clock = if t.realtime { crate::time::realtime_ns() } else { now() };
+        now().saturating_add(value.saturating_sub(now_clock)).max(1)
+    } else {
+        now().saturating_add(value)
+    };
+    let prev = t.set(deadline, interval);
+    put_itimerspec(old, prev).map(|_| 0)
+}
+
+pub fn timerfd_gettime(f: &mut TrapFrame) -> SysResult {
+    let [fd, cur, ..] = args(f);
+    let t = timerfd_of(fd)?;
+    put_itimerspec(cur, t.get()).map(|_| 0)
+}
