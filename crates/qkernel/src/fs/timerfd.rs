@@ -59,13 +59,15 @@ impl TimerFd {
         if s.next == 0 || now < s.next {
             return;
         }
-        if s.interval == 0 {
-            s.pending += 1;
-            s.next = 0;
-        } else {
-            let n = (now - s.next) / s.interval + 1;
-            s.pending += n;
-            s.next += n * s.interval;
+        match (now - s.next).checked_div(s.interval) {
+            None => {
+                s.pending += 1;
+                s.next = 0;
+            }
+            Some(k) => {
+                s.pending += k + 1;
+                s.next += (k + 1) * s.interval;
+            }
         }
     }
 
