@@ -137,6 +137,22 @@ int main(int argc, char **argv) {
   printf("child said: %s", buf);
   printf("child exit %d\n", WEXITSTATUS(status));
   CHECK(unlink("/tmp/s.sh") == 0);
+  // copy_file_range and splice through a pipe.
+  int in = open("/tmp/d/renamed", O_RDONLY), out = open("/tmp/copy", O_CREAT | O_WRONLY, 0644);
+  CHECK(in >= 0 && out >= 0);
+  loff_t o = 1;
+  CHECK(copy_file_range(in, &o, out, NULL, 100, 0) == 4 && o == 5);
+  int q[2];
+  CHECK(pipe(q) == 0);
+  CHECK(splice(in, NULL, q[1], NULL, 3, 0) == 3);
+  CHECK(splice(q[0], NULL, out, NULL, 3, 0) == 3);
+  close(in);
+  close(out);
+  memset(buf, 0, sizeof buf);
+  in = open("/tmp/copy", O_RDONLY);
+  CHECK(read(in, buf, sizeof buf) == 7);
+  printf("copied: %s\n", buf);
+  CHECK(unlink("/tmp/copy") == 0);
   list("/tmp");
   return 0;
 }

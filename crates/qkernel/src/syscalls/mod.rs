@@ -175,6 +175,8 @@ syscall_table! {
     158 arch_prctl => sys_thread::arch_prctl, Partial, "ARCH_SET/GET_FS/GS";
     160 setrlimit => sys_thread::setrlimit, Full, "";
     161 chroot => sys_fs::chroot, Full, "";
+    165 mount => sys_fs::mount, Partial, "tmpfs, proc, sysfs, devtmpfs, bind mounts and remounts; needs CAP_SYS_ADMIN";
+    166 umount2 => sys_fs::umount2, Partial, "MNT_DETACH and MNT_FORCE act as a plain unmount";
     186 gettid => sys_thread::gettid, Full, "";
     200 tkill => sys_signal::tkill, Full, "";
     201 time => sys_time::time_, Full, "";
@@ -213,6 +215,7 @@ syscall_table! {
     271 ppoll => sys_poll::ppoll, Full, "";
     273 set_robust_list => sys_thread::set_robust_list, Full, "";
     274 get_robust_list => sys_thread::get_robust_list, Full, "";
+    275 splice => sys_fs::splice, Partial, "copies through a kernel buffer, at most 64 KiB per call";
     280 utimensat => sys_fs::utimensat, Full, "";
     281 epoll_pwait => sys_poll::epoll_pwait, Full, "";
     283 timerfd_create => sys_poll::timerfd_create, Full, "";
@@ -232,6 +235,7 @@ syscall_table! {
     316 renameat2 => sys_fs::renameat2, Partial, "no RENAME_WHITEOUT";
     318 getrandom => sys_info::getrandom, Full, "";
     322 execveat => sys_thread::execveat, Partial, "absolute or cwd-relative paths until the VFS exists";
+    326 copy_file_range => sys_fs::copy_file_range, Partial, "copies through a kernel buffer";
     327 preadv2 => sys_file::preadv2, Partial, "flags ignored";
     328 pwritev2 => sys_file::pwritev2, Partial, "flags ignored";
     332 statx => sys_fs::statx, Partial, "basic fields; no birth time, mount id or attributes";

@@ -514,3 +514,42 @@ pub fn flock(f: &mut TrapFrame) -> SysResult {
         _ => Err(Errno::EINVAL),
     }
 }
+
+/// Copies up to `count` bytes from `inf` to `outf` through a kernel buffer,
+/// at the given offsets (advanced) or the file positions.
+pub fn copy_between(inf: &File, ioff: &mut Option<u64>, outf: &File, ooff: &mut Option<u64>, count: u64) -> SysResult {
+    if !inf.readable() || !outf.writable() {
+        return Err(Errno::EBADF);
+    }
+    let mut total = 0u64;
+    let mut chunk = alloc::vec![0u8; (64 << 10).min(count.max(1) as usize)];
+    while total < count {
+        let want = ((count - total) as usize).min(chunk.len());
+        let mut rb = IoBuf::kernel(&mut chunk[..want]);
+        let n = match io(inf, &mut rb, *ioff, false) {
+            Ok(n) => n as usize,
+            Err(e) if total == 0 => return Err(e),
+            Err(_) => break,
+        };
+        if n == 0 {
+            break;
+        }
+        let mut wb = IoBuf::kernel(&mut chunk[..n]);
+        let w = match io(outf, &mut wb, *ooff, true) {
+            Ok(w) => w,
+            Err(e) if total == 0 => return Err(e),
+            Err(_) => break,
+        };
+        total += w;
+        if let Some(o) = ioff.as_mut() {
+            *o += w;
+        }
+        if let Some(o) = ooff.as_mut() {
+            *o += w;
+        }
+        if (w as usize) < n || n < want {
+            break;
+        }
+    }
+    Ok(total)
+}
