@@ -397,6 +397,12 @@ impl HostFile {
         self.transfer(offset, iovs, false).map(|r| r.0)
     }
 
+    /// Writes guest frames to the host file at `offset` (write-back of
+    /// shared mappings).
+    pub fn write_frames(&self, offset: u64, iovs: &[GuestIovec]) -> Result<u64, Errno> {
+        self.transfer(offset, iovs, true).map(|r| r.0)
+    }
+
     fn rw(&self, f: &File, buf: &mut IoBuf, offset: u64, write: bool) -> Result<usize, Errno> {
         if self.handle == 0 {
             return Err(Errno::EBADF);

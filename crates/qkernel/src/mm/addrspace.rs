@@ -28,6 +28,16 @@ pub const MMAP_MIN_ADDR: u64 = 0x10000;
 /// How far below a grows-down area a fault may extend it (Linux's stack guard gap).
 pub const STACK_GUARD_GAP: u64 = 256 * PAGE_SIZE;
 
+/// A shared writable mapping of a host file: `[start, end)` holds the
+/// file's bytes from `off`.
+#[derive(Clone)]
+pub struct WriteBack {
+    pub start: u64,
+    pub end: u64,
+    pub off: u64,
+    pub file: alloc::sync::Arc<crate::fs::file::File>,
+}
+
 /// What backs a VMA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backing {
@@ -99,6 +109,9 @@ pub struct AddressSpace {
     pub arg_end: u64,
     pub env_start: u64,
     pub env_end: u64,
+    /// Shared writable mappings of host files: written back to the file on
+    /// msync, munmap and when the address space goes away.
+    pub writeback: Vec<WriteBack>,
     /// Pages currently mapped to frames.
     resident: AtomicU64,
     /// Frames to free once no vCPU can still use them (after a shootdown).
@@ -121,6 +134,7 @@ impl AddressSpace {
             arg_end: 0,
             env_start: 0,
             env_end: 0,
+            writeback: Vec::new(),
             resident: AtomicU64::new(0),
             deferred: SpinLock::new(Vec::new()),
             flush: AtomicU64::new(0),
@@ -249,12 +263,71 @@ impl AddressSpace {
         Ok(end)
     }
 
+    /// Writes the pages of shared host-file mappings in `[start, end)` back
+    /// to their files (only up to each file's current size: a mapping never
+    /// extends its file). The host reads the frames directly.
+    pub fn write_back(&self, start: u64, end: u64) {
+        for w in &self.writeback {
+            let (s, e) = (w.start.max(start), w.end.min(end));
+            if s >= e {
+                continue;
+            }
+            let Some(h) = w.file.ops.host_file() else { continue };
+            let size = w.file.inode.as_ref().and_then(|i| i.stat().ok()).map(|st| st.st_size as u64).unwrap_or(0);
+            let mut va = s;
+            while va < e {
+                let off = w.off + (va - w.start);
+                if off >= size {
+                    break;
+                }
+                let mut iovs: Vec<GuestIovec> = Vec::new();
+                let first = off;
+                while va < e && w.off + (va - w.start) < size {
+                    let Some(entry) = self.pt.lookup(va) else { break };
+                    let len = PAGE_SIZE.min(size - (w.off + (va - w.start)));
+                    iovs.push(GuestIovec { gpa: entry & PTE_ADDR, len });
+                    va += PAGE_SIZE;
+                }
+                if !iovs.is_empty() {
+                    let _ = h.write_frames(first, &iovs);
+                }
+                // Skip a hole (a page never faulted in).
+                if self.pt.lookup(va).is_none() {
+                    va += PAGE_SIZE;
+                }
+            }
+        }
+    }
+
+    /// Forgets write-back records inside `[start, end)` (clipping partial
+    /// overlaps).
+    fn drop_writeback(&mut self, start: u64, end: u64) {
+        let mut out = Vec::new();
+        for w in self.writeback.drain(..) {
+            if w.end <= start || w.start >= end {
+                out.push(w);
+                continue;
+            }
+            if w.start < start {
+                out.push(WriteBack { end: start, ..w.clone() });
+            }
+            if w.end > end {
+                out.push(WriteBack { start: end, off: w.off + (end - w.start), ..w.clone() });
+            }
+        }
+        self.writeback = out;
+    }
+
     /// munmap: removes mappings in `[start, start + len)`.
     pub fn unmap(&mut self, start: u64, len: u64) -> Result<(), Errno> {
         if !start.is_multiple_of(PAGE_SIZE) || len == 0 {
             return Err(Errno::EINVAL);
         }
         let end = Self::range_end(start, len, Errno::EINVAL)?;
+        if !self.writeback.is_empty() {
+            self.write_back(start, end);
+            self.drop_writeback(start, end);
+        }
         self.carve(start, end);
         self.release_pages(start, end);
         Ok(())
@@ -379,7 +452,9 @@ impl AddressSpace {
             return Err(Errno::EINVAL);
         }
         let end = Self::range_end(start, len, Errno::ENOMEM)?;
-        self.check_mapped(start, end)
+        self.check_mapped(start, end)?;
+        self.write_back(start, end);
+        Ok(())
     }
 
     /// mincore: one byte per page, 1 when resident.
@@ -684,6 +759,7 @@ impl AddressSpace {
         child.brk = self.brk;
         (child.arg_start, child.arg_end, child.env_start, child.env_end) =
             (self.arg_start, self.arg_end, self.env_start, self.env_end);
+        child.writeback = self.writeback.clone();
         child.vmas = self.vmas.clone();
         let mut ok = true;
         let mut count = 0;
@@ -729,6 +805,7 @@ pub fn fault_errno(f: Fault) -> Errno {
 
 impl Drop for AddressSpace {
     fn drop(&mut self) {
+        self.write_back(0, USER_END);
         self.release_pages(0, USER_END);
         // Nobody runs this space any more: free at once.
         for pa in core::mem::take(&mut *self.deferred.lock()) {

@@ -64,10 +64,11 @@ fn map_file(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, off: u64) -> Sy
     off.checked_add(len_pages).ok_or(Errno::EOVERFLOW)?;
     let size = inode.stat()?.st_size as u64;
     let writable_shared = shared && prot & PROT_WRITE != 0;
-    if writable_shared && file.ops.host_file().is_some() {
-        crate::klog!(crate::log::level::WARN, "mmap: shared writable mappings of host files are not supported yet");
-        return Err(Errno::ENODEV);
-    }
+    // Shared writable mappings of host files: the frames are filled from
+    // the file now, shared with forked children, and written back on msync,
+    // munmap and exit. (Writes through write(2) meanwhile are not seen in
+    // the mapping: there is no page cache shared with the file yet.)
+    let host_shared = writable_shared && file.ops.host_file().is_some();
     let anon_flags = if writable_shared { flags } else { (flags & !MAP_TYPE) | MAP_PRIVATE };
     let mm = task::mm();
     let r = (|| {
@@ -78,7 +79,15 @@ fn map_file(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, off: u64) -> Sy
         }
         let file_end = size.saturating_sub(off).min(len_pages);
         let mut va = start;
-        if writable_shared {
+        if host_shared {
+            s.writeback.push(crate::mm::addrspace::WriteBack {
+                start,
+                end: start + len_pages,
+                off,
+                file: file.clone(),
+            });
+        }
+        if writable_shared && !host_shared {
             // In-memory file: its frames are the mapping.
             while va < start + file_end {
                 let pa = file.ops.page(&file, (off + (va - start)) / PAGE_SIZE)?;
