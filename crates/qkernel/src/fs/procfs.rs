@@ -49,6 +49,27 @@ impl Text {
         self.0.extend_from_slice(&b[16 - k..]);
         self
     }
+    /// Octal, zero-padded to `width` digits.
+    pub fn o(&mut self, v: u64, width: usize) -> &mut Self {
+        let mut digits = [0u8; 22];
+        let mut k = 0;
+        let mut x = v;
+        loop {
+            digits[k] = b'0' + (x & 7) as u8;
+            k += 1;
+            x >>= 3;
+            if x == 0 {
+                break;
+            }
+        }
+        for _ in k..width {
+            self.0.push(b'0');
+        }
+        for i in (0..k).rev() {
+            self.0.push(digits[i]);
+        }
+        self
+    }
     /// Right-aligned decimal in `width` columns.
     pub fn padn(&mut self, v: u64, width: usize) -> &mut Self {
         let mut b = [0u8; 20];
@@ -754,7 +775,7 @@ fn pid_file(p: &Arc<Process>, f: PidFile) -> Result<Vec<u8>, Errno> {
                 (ign, cgt)
             };
             t.s(b"Name:\t").s(comm).nl();
-            t.s(b"Umask:\t").x(p.fs.lock().lock().umask as u64, 4).nl();
+            t.s(b"Umask:\t").o(p.fs.lock().lock().umask as u64, 4).nl();
             t.s(b"State:\t").s(state).nl();
             t.s(b"Tgid:\t").n(p.pid as u64).nl();
             t.s(b"Ngid:\t0\n");
