@@ -45,13 +45,14 @@ impl Mm {
     /// makes other vCPUs drop stale translations, then frees the frames the
     /// change released.
     pub fn finish(&self) {
-        let (pages, frames) = self.space.read().take_deferred();
+        let (pages, frames, objects) = self.space.read().take_deferred();
         if pages > 0 && tlb::shootdown(&self.active) {
             crate::stats::add(crate::stats::Counter::TlbPages, pages);
         }
         for pa in frames {
             frame::free_frame(pa);
         }
+        drop(objects);
     }
 
     /// Resolves a page fault at a user address (shared lock; exclusive only

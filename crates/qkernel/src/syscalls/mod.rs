@@ -171,6 +171,15 @@ syscall_table! {
     133 mknod => sys_fs::mknod, Partial, "device nodes only where the file system holds them (tmpfs, devfs)";
     137 statfs => sys_fs::statfs, Full, "";
     138 fstatfs => sys_fs::fstatfs, Full, "";
+    140 getpriority => sys_thread::getpriority, Full, "";
+    141 setpriority => sys_thread::setpriority, Full, "";
+    142 sched_setparam => sys_thread::sched_setparam, Partial, "recorded; every task is scheduled round-robin";
+    143 sched_getparam => sys_thread::sched_getparam, Full, "";
+    144 sched_setscheduler => sys_thread::sched_setscheduler, Partial, "recorded; every task is scheduled round-robin";
+    145 sched_getscheduler => sys_thread::sched_getscheduler, Full, "";
+    146 sched_get_priority_max => sys_thread::sched_get_priority_max, Full, "";
+    147 sched_get_priority_min => sys_thread::sched_get_priority_min, Full, "";
+    148 sched_rr_get_interval => sys_thread::sched_rr_get_interval, Full, "";
     157 prctl => sys_thread::prctl, Partial, "names, death signal, dumpable, capability bounding set";
     158 arch_prctl => sys_thread::arch_prctl, Partial, "ARCH_SET/GET_FS/GS";
     160 setrlimit => sys_thread::setrlimit, Full, "";

@@ -97,9 +97,19 @@ fn map_file(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, off: u64) -> Sy
             return Ok(start);
         }
         let mut iovs: Vec<GuestIovec> = Vec::new();
+        if host_shared && file_end > 0 {
+            // The area's shared object owns the frames (fork and mremap
+            // aliases see the same ones): fault them in, then fill them.
+            s.populate(start, file_end, true)?;
+        }
         while va < start + file_end {
-            let pa = frame::alloc_frame(Zero::Yes).ok_or(Errno::ENOMEM)?;
-            s.map_frame(va, pa, prot)?;
+            let pa = if host_shared {
+                s.frame_at(va).ok_or(Errno::ENOMEM)?
+            } else {
+                let pa = frame::alloc_frame(Zero::Yes).ok_or(Errno::ENOMEM)?;
+                s.map_frame(va, pa, prot)?;
+                pa
+            };
             match iovs.last_mut() {
                 Some(last) if last.gpa + last.len == pa => last.len += PAGE_SIZE,
                 _ => iovs.push(GuestIovec { gpa: pa, len: PAGE_SIZE }),

@@ -24,14 +24,19 @@ fn process_cpu_ns(p: &task::Process) -> u64 {
     p.threads.lock().iter().map(|t| thread_cpu_ns(t)).sum::<u64>() + p.dead_threads_cpu_ns.load(Ordering::Relaxed)
 }
 
+/// Resolution of the *_COARSE clocks: they read the time of the last 4 ms
+/// tick (Linux's jiffy at HZ=250); the vDSO does the same.
+pub const COARSE_NS: u64 = 4_000_000;
+
 /// Current time of `clk` in nanoseconds.
 pub fn clock_now(clk: u64) -> Result<u64, Errno> {
+    let coarse = |ns: u64| ns - ns % COARSE_NS;
     Ok(match clk {
-        CLOCK_REALTIME | CLOCK_REALTIME_COARSE | CLOCK_REALTIME_ALARM => time::realtime_ns(),
+        CLOCK_REALTIME | CLOCK_REALTIME_ALARM => time::realtime_ns(),
+        CLOCK_REALTIME_COARSE => coarse(time::realtime_ns()),
         CLOCK_TAI => time::realtime_ns() + 37_000_000_000,
-        CLOCK_MONOTONIC | CLOCK_MONOTONIC_RAW | CLOCK_MONOTONIC_COARSE | CLOCK_BOOTTIME | CLOCK_BOOTTIME_ALARM => {
-            time::monotonic_ns()
-        }
+        CLOCK_MONOTONIC | CLOCK_MONOTONIC_RAW | CLOCK_BOOTTIME | CLOCK_BOOTTIME_ALARM => time::monotonic_ns(),
+        CLOCK_MONOTONIC_COARSE => coarse(time::monotonic_ns()),
         CLOCK_PROCESS_CPUTIME_ID => process_cpu_ns(task::process()),
         CLOCK_THREAD_CPUTIME_ID => thread_cpu_ns(task::current()),
         _ => return Err(Errno::EINVAL),
@@ -53,7 +58,8 @@ pub fn clock_gettime(f: &mut TrapFrame) -> SysResult {
 pub fn clock_getres(f: &mut TrapFrame) -> SysResult {
     clock_now(f.rdi)?;
     if f.rsi != 0 {
-        write_user(f.rsi, &Timespec { tv_sec: 0, tv_nsec: 1 })?;
+        let res = if matches!(f.rdi, CLOCK_REALTIME_COARSE | CLOCK_MONOTONIC_COARSE) { COARSE_NS } else { 1 };
+        write_user(f.rsi, &Timespec { tv_sec: 0, tv_nsec: res as i64 })?;
     }
     Ok(0)
 }

@@ -264,7 +264,11 @@ pub fn wait_child(which: Which, options: u64) -> Result<Option<WaitEvent>, Errno
                     Which::Pid(p) => c.pid == p,
                     Which::Pgid(g) => c.pgid.load(Ordering::Relaxed) == g,
                 };
-                if !matches {
+                // A "clone" child (exit signal other than SIGCHLD) is waited
+                // for only with __WCLONE, the others only without; __WALL
+                // takes both.
+                let clone_child = c.exit_signal.load(Ordering::Relaxed) != SIGCHLD;
+                if !matches || (options & opt::WALL == 0 && clone_child != (options & opt::WCLONE != 0)) {
                     continue;
                 }
                 any = true;

@@ -55,9 +55,14 @@ pub mod code {
     pub const SI_TKILL: i32 = -6;
     pub const SEGV_MAPERR: i32 = 1;
     pub const SEGV_ACCERR: i32 = 2;
+    pub const BUS_ADRALN: i32 = 1;
     pub const BUS_ADRERR: i32 = 2;
     pub const ILL_ILLOPN: i32 = 2;
     pub const FPE_INTDIV: i32 = 1;
+    pub const FPE_FLTDIV: i32 = 3;
+    pub const FPE_FLTOVF: i32 = 4;
+    pub const FPE_FLTUND: i32 = 5;
+    pub const FPE_FLTRES: i32 = 6;
     pub const FPE_FLTINV: i32 = 7;
     pub const TRAP_BRKPT: i32 = 1;
     pub const TRAP_TRACE: i32 = 2;
@@ -324,8 +329,16 @@ fn send_to_process_from(p: &Arc<Process>, sig: u32, info: SigInfo, from_host: bo
         return false;
     }
     signal_side_effects(p, sig);
+    // Blocked signals are never ignored (the handler may change before they
+    // are unblocked); the main thread's mask decides, as on Linux.
     if ignored(p, sig) {
-        return false;
+        let leader = {
+            let threads = p.threads.lock();
+            threads.iter().find(|t| t.tid == p.pid).or(threads.first()).cloned()
+        };
+        if leader.is_none_or(|t| t.sig.lock().blocked & bit(sig) == 0) {
+            return false;
+        }
     }
     let limit = sigpending_limit(p);
     if !p.shared_pending.lock().push(info, limit) {
