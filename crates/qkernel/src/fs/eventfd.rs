@@ -26,6 +26,10 @@ impl EventFd {
 }
 
 impl FileOps for EventFd {
+    fn anon_name(&self) -> &'static str {
+        "anon_inode:[eventfd]"
+    }
+
     fn read(&self, f: &File, buf: &mut IoBuf, _offset: u64) -> Result<usize, Errno> {
         if buf.len() < 8 {
             return Err(Errno::EINVAL);

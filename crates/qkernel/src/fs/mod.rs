@@ -263,6 +263,10 @@ pub trait FileOps: Send + Sync {
     fn host_file(&self) -> Option<&hostfs::HostFile> {
         None
     }
+    /// What /proc/<pid>/fd shows for a file without a path.
+    fn anon_name(&self) -> &'static str {
+        "anon_inode:[unknown]"
+    }
     /// The timer behind a timerfd.
     fn timerfd(&self) -> Option<&Arc<timerfd::TimerFd>> {
         None
@@ -270,6 +274,49 @@ pub trait FileOps: Send + Sync {
     /// The epoll instance behind this description (epoll_ctl nesting checks).
     fn as_epoll(&self) -> Option<&poll::Epoll> {
         None
+    }
+}
+
+/// An open file with no name (a pipe, stdio, an eventfd...) reached
+/// through /proc/<pid>/fd/<n>: opening it opens the same object.
+pub struct AnonInode {
+    file: Arc<File>,
+    ino: u64,
+}
+
+impl AnonInode {
+    /// Wraps an open file.
+    pub fn new(file: Arc<File>) -> AnonInode {
+        AnonInode { ino: anon_ino(&file), file }
+    }
+}
+
+/// A stable number for an open file without an inode.
+pub fn anon_ino(f: &File) -> u64 {
+    (Arc::as_ptr(&f.ops) as *const u8 as u64 >> 4) & 0xffff_ffff
+}
+
+impl Inode for AnonInode {
+    fn ino(&self) -> u64 {
+        self.ino
+    }
+    fn file_type(&self) -> FileType {
+        FileType::Fifo
+    }
+    fn stat(&self) -> Result<Stat, Errno> {
+        self.file.ops.stat(&self.file).or(Ok(Stat {
+            st_ino: self.ino,
+            st_mode: S_IFIFO | 0o600,
+            st_nlink: 1,
+            st_blksize: 4096,
+            ..Stat::default()
+        }))
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn open(self: Arc<Self>, _flags: u32) -> Result<Arc<dyn FileOps>, Errno> {
+        Ok(self.file.ops.clone())
     }
 }
 

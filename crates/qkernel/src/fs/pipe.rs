@@ -115,6 +115,10 @@ pub struct PipeEnd {
 }
 
 impl FileOps for PipeEnd {
+    fn anon_name(&self) -> &'static str {
+        "pipe"
+    }
+
     fn read(&self, f: &File, buf: &mut IoBuf, _offset: u64) -> Result<usize, Errno> {
         if self.writer {
             return Err(Errno::EBADF);

@@ -261,6 +261,10 @@ impl Drop for Epoll {
 pub struct EpollFile(pub Arc<Epoll>);
 
 impl FileOps for EpollFile {
+    fn anon_name(&self) -> &'static str {
+        "anon_inode:[eventpoll]"
+    }
+
     fn read(&self, _f: &File, _b: &mut IoBuf, _o: u64) -> Result<usize, Errno> {
         Err(Errno::EINVAL)
     }

@@ -227,6 +227,8 @@ impl ProcInode {
         match &self.node {
             Node::Root | Node::Pid(_) | Node::Fds(_) | Node::Tasks(_) | Node::Dir(_) => S_IFDIR | 0o555,
             Node::PidFile(_, PidFile::Fdinfo) => S_IFDIR | 0o500,
+            // fdinfo entries (the pid carries the fdinfo bit).
+            Node::Fd(p, _) if *p & 0x8000_0000 != 0 => S_IFREG | 0o400,
             Node::SelfLink | Node::ThreadSelf | Node::Fd(_, _) | Node::SysLink(_) => S_IFLNK | 0o777,
             Node::PidFile(_, PidFile::Exe | PidFile::Cwd | PidFile::Root) => S_IFLNK | 0o777,
             Node::PidFile(_, PidFile::Environ) => S_IFREG | 0o400,
@@ -237,7 +239,7 @@ impl ProcInode {
 
     fn owner(&self) -> (u32, u32) {
         let pid = match &self.node {
-            Node::Pid(p) | Node::PidFile(p, _) | Node::Fds(p) | Node::Fd(p, _) | Node::Tasks(p) => *p,
+            Node::Pid(p) | Node::PidFile(p, _) | Node::Fds(p) | Node::Fd(p, _) | Node::Tasks(p) => *p & 0x7fff_ffff,
             _ => return (0, 0),
         };
         match pid::process(pid) {
@@ -528,7 +530,10 @@ pub fn describe(f: &File) -> Vec<u8> {
         Some(i) if i.file_type() == FileType::Fifo => t.s(b"pipe:[").n(i.ino()).s(b"]"),
         Some(i) if i.file_type() == FileType::Socket => t.s(b"socket:[").n(i.ino()).s(b"]"),
         Some(i) => t.s(b"anon_inode:[").n(i.ino()).s(b"]"),
-        None => t.s(b"anon_inode:[unknown]"),
+        None => match f.ops.anon_name() {
+            "pipe" => t.s(b"pipe:[").n(super::anon_ino(f)).s(b"]"),
+            name => t.s(name.as_bytes()),
+        },
     };
     t.0
 }

@@ -64,6 +64,10 @@ fn transfer(fd: u8, buf: &mut IoBuf, write: bool) -> Result<usize, Errno> {
 }
 
 impl FileOps for Stdio {
+    fn anon_name(&self) -> &'static str {
+        "pipe"
+    }
+
     fn read(&self, _f: &File, buf: &mut IoBuf, _offset: u64) -> Result<usize, Errno> {
         if self.fd != 0 {
             return Err(Errno::EBADF);

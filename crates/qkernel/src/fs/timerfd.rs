@@ -129,6 +129,10 @@ impl Drop for TimerFd {
 pub struct TimerFdFile(pub Arc<TimerFd>);
 
 impl FileOps for TimerFdFile {
+    fn anon_name(&self) -> &'static str {
+        "anon_inode:[timerfd]"
+    }
+
     fn read(&self, f: &File, buf: &mut IoBuf, _offset: u64) -> Result<usize, Errno> {
         if buf.len() < 8 {
             return Err(Errno::EINVAL);

@@ -45,6 +45,13 @@ pub fn initial_context(cwd: &[u8], creds: &Creds) -> FsRef {
     Arc::new(SpinLock::new(FsContext { root, cwd, umask: 0o022 }))
 }
 
+/// A snapshot of a context, not shared (for long resolutions such as
+/// execve, which must not hold the context's lock).
+pub fn copy_context(r: &FsRef) -> FsContext {
+    let c = r.lock();
+    FsContext { root: c.root.clone(), cwd: c.cwd.clone(), umask: c.umask }
+}
+
 /// A copy of a context (fork without CLONE_FS).
 pub fn clone_context(r: &FsRef) -> FsRef {
     let c = r.lock();

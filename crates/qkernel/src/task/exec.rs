@@ -99,7 +99,8 @@ pub fn execve(path: &[u8], argv: &[Vec<u8>], envp: &[Vec<u8>], frame: &mut TrapF
     let p = t.process.clone();
     let creds = p.creds.lock().clone();
     let fs_ref = p.fs.lock().clone();
-    let ctx = fs_ref.lock();
+    // A copy: resolution may read this context again (/proc/self/cwd...).
+    let ctx = crate::fs::vfs::copy_context(&fs_ref);
     // `#!` scripts: the interpreter runs with the script's path as argument.
     let mut argv: Vec<Vec<u8>> = argv.to_vec();
     let mut prog: Vec<u8> = path.to_vec();
@@ -128,7 +129,6 @@ pub fn execve(path: &[u8], argv: &[Vec<u8>], envp: &[Vec<u8>], frame: &mut TrapF
     let mut space = AddressSpace::new(mmap_base).ok_or(Errno::ENOMEM)?;
     let img = loader::load_elf(&mut space, &file, &ctx, &creds)?;
     drop(file);
-    drop(ctx);
     space.brk_start = img.brk_start;
     space.brk = img.brk_start;
     let argv_refs: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();

@@ -135,7 +135,8 @@ pub fn spawn_init(args: &InitArgs) -> Result<(), (Errno, Vec<u8>)> {
     let h = args.header;
     let creds = Creds::initial(h.uid, h.gid);
     let ctx_ref = crate::fs::vfs::initial_context(args.cwd(), &creds);
-    let ctx = ctx_ref.lock();
+    // A copy: resolution may read this context again (/proc/self/cwd...).
+    let ctx = crate::fs::vfs::copy_context(&ctx_ref);
     let (path, file) = resolve(name, &envp, args.cwd(), &ctx, &creds)?;
     let fail = |e: Errno| (e, path.clone());
 
@@ -143,7 +144,6 @@ pub fn spawn_init(args: &InitArgs) -> Result<(), (Errno, Vec<u8>)> {
     let mut space = AddressSpace::new(mmap_base).ok_or_else(|| fail(Errno::ENOMEM))?;
     let img = loader::load_elf(&mut space, &file, &ctx, &creds).map_err(fail)?;
     drop(file);
-    drop(ctx);
     space.brk_start = img.brk_start;
     space.brk = img.brk_start;
     let hwcap = core::arch::x86_64::__cpuid(1).edx as u64;
