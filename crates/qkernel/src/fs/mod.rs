@@ -255,9 +255,20 @@ pub trait FileOps: Send + Sync {
     }
     /// Called when the last descriptor for the file is closed.
     fn release(&self, _f: &File) {}
-    /// Attributes of files without an inode (stdio, anonymous files).
-    fn stat(&self, _f: &File) -> Result<Stat, Errno> {
-        Err(Errno::EBADF)
+    /// Attributes of files without an inode (stdio, anonymous files): by
+    /// default those of Linux's anonymous inodes (mode 0600, no file type).
+    fn stat(&self, f: &File) -> Result<Stat, Errno> {
+        let c = crate::task::process().creds.lock().clone();
+        Ok(Stat {
+            st_dev: 0xe,
+            st_ino: anon_ino(f),
+            st_nlink: 1,
+            st_mode: 0o600,
+            st_uid: c.euid,
+            st_gid: c.egid,
+            st_blksize: 4096,
+            ..Stat::default()
+        })
     }
     /// The host file behind this description (loader, file mappings).
     fn host_file(&self) -> Option<&hostfs::HostFile> {
@@ -304,13 +315,7 @@ impl Inode for AnonInode {
         FileType::Fifo
     }
     fn stat(&self) -> Result<Stat, Errno> {
-        self.file.ops.stat(&self.file).or(Ok(Stat {
-            st_ino: self.ino,
-            st_mode: S_IFIFO | 0o600,
-            st_nlink: 1,
-            st_blksize: 4096,
-            ..Stat::default()
-        }))
+        self.file.ops.stat(&self.file)
     }
     fn as_any(&self) -> &dyn Any {
         self

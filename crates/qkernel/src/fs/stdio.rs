@@ -64,6 +64,10 @@ fn transfer(fd: u8, buf: &mut IoBuf, write: bool) -> Result<usize, Errno> {
 }
 
 impl FileOps for Stdio {
+    fn stat(&self, _f: &File) -> Result<qlib::linux::types::Stat, Errno> {
+        stat(self.fd)
+    }
+
     fn anon_name(&self) -> &'static str {
         "pipe"
     }

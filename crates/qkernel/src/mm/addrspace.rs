@@ -148,19 +148,38 @@ impl ShmRef {
     }
 }
 
-/// A VMA and, for shared anonymous memory, its object.
+/// The file behind a private file mapping: pages are read from it on first
+/// touch (then behave like anonymous memory: copied on write, shared
+/// copy-on-write across fork).
+#[derive(Clone)]
+pub struct FileRef {
+    pub file: Arc<crate::fs::file::File>,
+    /// File offset of the area's first page.
+    pub off: u64,
+}
+
+/// A VMA and, for shared anonymous memory, its object; for private file
+/// mappings, the file.
 #[derive(Clone)]
 struct Area {
     vma: Vma,
     shm: Option<ShmRef>,
+    file: Option<FileRef>,
 }
 
 impl Area {
     /// The part `[start, end)` of this area (within it).
     fn slice(&self, start: u64, end: u64) -> Area {
-        Area { vma: Vma { start, end, ..self.vma }, shm: self.shm.as_ref().map(|s| s.skip(start - self.vma.start)) }
+        Area {
+            vma: Vma { start, end, ..self.vma },
+            shm: self.shm.as_ref().map(|s| s.skip(start - self.vma.start)),
+            file: self.file.as_ref().map(|f| FileRef { file: f.file.clone(), off: f.off + (start - self.vma.start) }),
+        }
     }
 }
+
+/// Pages read around a fault in a file mapping (one host request).
+const FILE_READAROUND: u64 = 16;
 
 /// One address space.
 pub struct AddressSpace {
@@ -281,7 +300,7 @@ impl AddressSpace {
 
     /// Inserts a VMA; the range must be free.
     pub fn insert(&mut self, vma: Vma) {
-        self.insert_area(Area { vma, shm: None });
+        self.insert_area(Area { vma, shm: None, file: None });
     }
 
     fn insert_area(&mut self, a: Area) {
@@ -479,6 +498,7 @@ impl AddressSpace {
                 grows_down: flags & MAP_GROWSDOWN != 0 && !shared,
             },
             shm: shared.then(|| ShmRef { obj: Shm::new(), pgoff: 0 }),
+            file: None,
         });
         if flags & MAP_POPULATE != 0 {
             let _ = self.populate(start, len, prot & PROT_WRITE != 0);
@@ -629,6 +649,7 @@ impl AddressSpace {
         let moved_area = |dest: u64| Area {
             vma: Vma { start: dest, end: dest + new_len, ..vma },
             shm: area.shm.as_ref().map(|s| s.skip(old - vma.start)),
+            file: area.file.as_ref().map(|f| FileRef { file: f.file.clone(), off: f.off + (old - vma.start) }),
         };
         if flags & MREMAP_FIXED == 0 {
             if new_len <= old_len {
@@ -697,15 +718,70 @@ impl AddressSpace {
         if !self.is_free(page, vma.start) {
             return Err(Errno::EFAULT);
         }
-        let a = Area { vma: Vma { start: page, ..*vma }, shm: None };
+        let a = Area { vma: Vma { start: page, ..*vma }, shm: None, file: None };
         self.vmas.insert(key, a);
+        Ok(())
+    }
+
+    /// mmap of a file, private: an area whose pages are read from the file
+    /// when first touched. Returns the address.
+    pub fn map_file_private(
+        &mut self,
+        addr: u64,
+        len: u64,
+        prot: u64,
+        flags: u64,
+        file: FileRef,
+    ) -> Result<u64, Errno> {
+        let flags = (flags & !MAP_TYPE & !MAP_POPULATE) | MAP_PRIVATE;
+        let start = self.map_anon(addr, len, prot, flags)?;
+        let end = start + align_up(len, PAGE_SIZE).ok_or(Errno::ENOMEM)?;
+        if let Some(a) = self.vmas.get_mut(&end) {
+            a.file = Some(file);
+        }
+        Ok(start)
+    }
+
+    /// Reads the pages of a file area around `va` (not yet present, up to
+    /// [`FILE_READAROUND`], within the area) into fresh frames with one host
+    /// request and installs them. The faulting page is always among them.
+    fn fault_file(&self, va: u64, vma: &Vma, f: &FileRef) -> Result<(), Fault> {
+        let mut pages: Vec<(u64, u64)> = Vec::new();
+        let mut iovs: Vec<GuestIovec> = Vec::new();
+        let mut p = va;
+        while p < vma.end && (p - va) / PAGE_SIZE < FILE_READAROUND {
+            if p != va && self.pt.lookup(p).is_some() {
+                break;
+            }
+            let pa = frame::alloc_frame(Zero::Yes).ok_or(Fault::NoMemory)?;
+            frame::ref_init(pa);
+            pages.push((p, pa));
+            match iovs.last_mut() {
+                Some(last) if last.gpa + last.len == pa => last.len += PAGE_SIZE,
+                _ => iovs.push(GuestIovec { gpa: pa, len: PAGE_SIZE }),
+            }
+            p += PAGE_SIZE;
+        }
+        // Past the end of the file the frames stay zero.
+        let _ = crate::fs::read_frames(&f.file, f.off + (va - vma.start), &iovs);
+        let flags = pte_flags(vma.prot);
+        for (p, pa) in pages {
+            let installed = self.pt.entry(p, true).is_some_and(|e| {
+                e.compare_exchange(0, pa | flags | PTE_P, Ordering::AcqRel, Ordering::Acquire).is_ok()
+            });
+            if installed {
+                self.resident.fetch_add(1, Ordering::Relaxed);
+            } else if frame::ref_dec(pa) == 0 {
+                frame::free_frame(pa);
+            }
+        }
         Ok(())
     }
 
     /// Handles a page fault at `addr` (shared lock suffices).
     pub fn fault(&self, addr: u64, access: Access) -> Result<(), Fault> {
-        let (vma, shm) = match self.find_area(addr) {
-            Some(a) => (a.vma, a.shm.as_ref()),
+        let (vma, shm, file) = match self.find_area(addr) {
+            Some(a) => (a.vma, a.shm.as_ref(), a.file.as_ref()),
             None => {
                 // Just below a grows-down area: it may be extended.
                 if let Some((_, Area { vma: v, .. })) = self.vmas.range(addr + 1..).next() {
@@ -728,6 +804,14 @@ impl AddressSpace {
         let entry = self.pt.entry(va, true).ok_or(Fault::NoMemory)?;
         loop {
             let old = entry.load(Ordering::Acquire);
+            if old == 0 {
+                if let Some(f) = file {
+                    self.fault_file(va, &vma, f)?;
+                    // Installed (or raced by another vCPU): a write may
+                    // still need its own copy below.
+                    continue;
+                }
+            }
             if old & PTE_P == 0 && old & PTE_PROTNONE == 0 {
                 // Not mapped yet: the shared object's frame, or a zero frame.
                 let pa = match shm {

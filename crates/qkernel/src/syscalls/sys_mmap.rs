@@ -73,6 +73,16 @@ fn map_file(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, off: u64) -> Sy
     let mm = task::mm();
     let r = (|| {
         let mut s = mm.space.write();
+        if !writable_shared {
+            // Private (or read-only shared): pages come from the file when
+            // first touched, a few at a time.
+            let fr = crate::mm::addrspace::FileRef { file: file.clone(), off };
+            let start = s.map_file_private(addr, len, prot, anon_flags, fr)?;
+            if flags & MAP_POPULATE != 0 {
+                let _ = s.populate(start, len_pages.min(size.saturating_sub(off)), false);
+            }
+            return Ok(start);
+        }
         let start = s.map_anon(addr, len, prot, anon_flags & !MAP_POPULATE)?;
         if prot == PROT_NONE {
             return Ok(start);
