@@ -138,6 +138,7 @@ syscall_table! {
     96 gettimeofday => sys_time::gettimeofday, Full, "";
     97 getrlimit => sys_thread::getrlimit, Full, "";
     98 getrusage => sys_thread::getrusage, Partial, "CPU time only";
+    99 sysinfo => sys_fs::sysinfo, Full, "";
     100 times => sys_thread::times, Partial, "all CPU time counts as user time";
     102 getuid => sys_identity::getuid, Full, "";
     104 getgid => sys_identity::getgid, Full, "";
@@ -184,6 +185,7 @@ syscall_table! {
     158 arch_prctl => sys_thread::arch_prctl, Partial, "ARCH_SET/GET_FS/GS";
     160 setrlimit => sys_thread::setrlimit, Full, "";
     161 chroot => sys_fs::chroot, Full, "";
+    162 sync => sys_fs::sync, Full, "";
     165 mount => sys_fs::mount, Partial, "tmpfs, proc, sysfs, devtmpfs, bind mounts and remounts; needs CAP_SYS_ADMIN";
     166 umount2 => sys_fs::umount2, Partial, "MNT_DETACH and MNT_FORCE act as a plain unmount";
     186 gettid => sys_thread::gettid, Full, "";
@@ -195,6 +197,7 @@ syscall_table! {
     213 epoll_create => sys_poll::epoll_create, Full, "";
     217 getdents64 => sys_file::getdents64, Full, "";
     218 set_tid_address => sys_thread::set_tid_address, Full, "";
+    221 fadvise64 => sys_fs::fadvise64, Full, "advice is a hint";
     222 timer_create => sys_time::timer_create, Partial, "SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD_ID";
     223 timer_settime => sys_time::timer_settime, Full, "";
     224 timer_gettime => sys_time::timer_gettime, Full, "";
@@ -240,6 +243,7 @@ syscall_table! {
     296 pwritev => sys_file::pwritev, Full, "";
     297 rt_tgsigqueueinfo => sys_signal::rt_tgsigqueueinfo, Full, "";
     302 prlimit64 => sys_thread::prlimit64, Full, "";
+    306 syncfs => sys_fs::syncfs, Full, "";
     309 getcpu => sys_thread::getcpu, Full, "";
     316 renameat2 => sys_fs::renameat2, Partial, "no RENAME_WHITEOUT";
     318 getrandom => sys_info::getrandom, Full, "";

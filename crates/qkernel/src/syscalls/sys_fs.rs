@@ -757,3 +757,59 @@ pub fn splice(f: &mut TrapFrame) -> SysResult {
     }
     Ok(n)
 }
+
+/// sysinfo: uptime, memory of the sandbox, process count.
+pub fn sysinfo(f: &mut TrapFrame) -> SysResult {
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct SysInfo {
+        uptime: i64,
+        loads: [u64; 3],
+        totalram: u64,
+        freeram: u64,
+        sharedram: u64,
+        bufferram: u64,
+        totalswap: u64,
+        freeswap: u64,
+        procs: u16,
+        _pad: [u16; 3],
+        totalhigh: u64,
+        freehigh: u64,
+        mem_unit: u32,
+        _f: [u32; 1],
+    }
+    let total = crate::boot::params().user_mem_limit;
+    let info = SysInfo {
+        uptime: (crate::time::uptime_ns() / 1_000_000_000) as i64,
+        totalram: total,
+        freeram: crate::mm::frame::free_bytes().min(total),
+        procs: crate::task::pid::processes().len().min(u16::MAX as usize) as u16,
+        mem_unit: 1,
+        ..Default::default()
+    };
+    write_user(f.rdi, &info).map(|_| 0)
+}
+
+/// fadvise64: advice is a hint; the descriptor and advice are checked.
+pub fn fadvise64(f: &mut TrapFrame) -> SysResult {
+    let [fd, _off, _len, advice, ..] = args(f);
+    let file = super::sys_file::file(fd)?;
+    if !file.ops.seekable() {
+        return Err(Errno::ESPIPE);
+    }
+    if advice > 5 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(0)
+}
+
+/// sync and syncfs: data written through the file service is in the host
+/// kernel already; its own write-back is the host's business.
+pub fn sync(_f: &mut TrapFrame) -> SysResult {
+    Ok(0)
+}
+
+pub fn syncfs(f: &mut TrapFrame) -> SysResult {
+    super::sys_file::file(f.rdi)?;
+    Ok(0)
+}
