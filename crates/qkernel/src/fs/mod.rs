@@ -18,6 +18,7 @@ pub mod path;
 pub mod pipe;
 pub mod poll;
 pub mod procfs;
+pub mod signalfd;
 pub mod stdio;
 pub mod timerfd;
 pub mod tmpfs;
@@ -277,6 +278,10 @@ pub trait FileOps: Send + Sync {
     /// What /proc/<pid>/fd shows for a file without a path.
     fn anon_name(&self) -> &'static str {
         "anon_inode:[unknown]"
+    }
+    /// The signalfd behind this description.
+    fn signalfd(&self) -> Option<&signalfd::SignalFd> {
+        None
     }
     /// The timer behind a timerfd.
     fn timerfd(&self) -> Option<&Arc<timerfd::TimerFd>> {

@@ -230,11 +230,13 @@ syscall_table! {
     275 splice => sys_fs::splice, Partial, "copies through a kernel buffer, at most 64 KiB per call";
     280 utimensat => sys_fs::utimensat, Full, "";
     281 epoll_pwait => sys_poll::epoll_pwait, Full, "";
+    282 signalfd => sys_poll::signalfd, Full, "";
     283 timerfd_create => sys_poll::timerfd_create, Full, "";
     284 eventfd => sys_poll::eventfd, Full, "";
     285 fallocate => sys_file::fallocate, Partial, "mode 0 only";
     286 timerfd_settime => sys_poll::timerfd_settime, Partial, "TFD_TIMER_CANCEL_ON_SET is accepted and ignored";
     287 timerfd_gettime => sys_poll::timerfd_gettime, Full, "";
+    289 signalfd4 => sys_poll::signalfd4, Full, "";
     290 eventfd2 => sys_poll::eventfd2, Full, "";
     291 epoll_create1 => sys_poll::epoll_create1, Full, "";
     292 dup3 => sys_file::dup3, Full, "";

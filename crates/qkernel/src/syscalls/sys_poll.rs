@@ -428,3 +428,29 @@ pub fn timerfd_gettime(f: &mut TrapFrame) -> SysResult {
     let t = timerfd_of(fd)?;
     put_itimerspec(cur, t.get()).map(|_| 0)
 }
+
+fn do_signalfd(fd: u64, mask_addr: u64, size: u64, flags: u64) -> SysResult {
+    if size != 8 || flags & !(O_CLOEXEC | O_NONBLOCK) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let mask: SigSet = read_user(mask_addr)?;
+    if fd as i32 != -1 {
+        let f = file(fd)?;
+        let s = f.ops.signalfd().ok_or(Errno::EINVAL)?;
+        *s.mask.lock() = mask & !UNBLOCKABLE;
+        return Ok(fd);
+    }
+    let ops = Arc::new(crate::fs::signalfd::SignalFd::new(mask));
+    let f = File::new(ops, None, None, O_RDWR as u32 | (flags & O_NONBLOCK) as u32);
+    install(f, flags & O_CLOEXEC != 0)
+}
+
+pub fn signalfd(f: &mut TrapFrame) -> SysResult {
+    let [fd, mask, size, ..] = args(f);
+    do_signalfd(fd, mask, size, 0)
+}
+
+pub fn signalfd4(f: &mut TrapFrame) -> SysResult {
+    let [fd, mask, size, flags, ..] = args(f);
+    do_signalfd(fd, mask, size, flags)
+}

@@ -247,7 +247,18 @@ fn init_protected(p: &Process, sig: u32, from_host: bool, info: &SigInfo) -> boo
     if from_host && (sig == SIGKILL || sig == SIGSTOP) {
         return false;
     }
-    p.sighand.lock().lock().get(sig).handler == SIG_DFL
+    // As Linux: blocked signals are never ignored, not even by init (the
+    // handler may change before they are unblocked; signalfd and sigwait
+    // take them).
+    let blocked = {
+        let threads = p.threads.lock();
+        threads
+            .iter()
+            .find(|t| t.tid == p.pid)
+            .or(threads.first())
+            .is_some_and(|t| t.sig.lock().blocked & bit(sig) != 0)
+    };
+    !blocked && p.sighand.lock().lock().get(sig).handler == SIG_DFL
 }
 
 fn signal_side_effects(p: &Arc<Process>, sig: u32) {
@@ -306,6 +317,7 @@ fn send_to_task_from(t: &Arc<Task>, sig: u32, info: SigInfo, from_host: bool) ->
         return false;
     }
     signal_wake(t, sig);
+    crate::fs::signalfd::notify();
     true
 }
 
@@ -344,6 +356,7 @@ fn send_to_process_from(p: &Arc<Process>, sig: u32, info: SigInfo, from_host: bo
     if !p.shared_pending.lock().push(info, limit) {
         return false;
     }
+    crate::fs::signalfd::notify();
     let threads = p.threads.lock().clone();
     // Prefer a thread that does not block it; wake all for fatal signals.
     let fatal = sig == SIGKILL;
