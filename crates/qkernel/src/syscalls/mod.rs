@@ -180,6 +180,10 @@ syscall_table! {
     158 arch_prctl => sys_thread::arch_prctl, Partial, "ARCH_SET/GET_FS/GS";
     160 setrlimit => sys_thread::setrlimit, Full, "";
     161 chroot => sys_fs::chroot, Full, "";
+    165 mount => sys_identity::mount, Partial, "EPERM: needs CAP_SYS_ADMIN, which a sandbox never grants";
+    166 umount2 => sys_identity::umount2, Partial, "EPERM: needs CAP_SYS_ADMIN, which a sandbox never grants";
+    170 sethostname => sys_identity::sethostname, Partial, "EPERM: needs CAP_SYS_ADMIN, which a sandbox never grants";
+    171 setdomainname => sys_identity::setdomainname, Partial, "EPERM: needs CAP_SYS_ADMIN, which a sandbox never grants";
     186 gettid => sys_thread::gettid, Full, "";
     200 tkill => sys_signal::tkill, Full, "";
     201 time => sys_time::time_, Full, "";
