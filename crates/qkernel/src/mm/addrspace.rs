@@ -280,6 +280,21 @@ impl AddressSpace {
         }
     }
 
+    /// Bytes of address space in use (RLIMIT_AS) and in private writable
+    /// areas other than stacks (RLIMIT_DATA), as Linux counts them.
+    pub fn vm_usage(&self) -> (u64, u64) {
+        let mut total = 0;
+        let mut data = 0;
+        for a in self.vmas.values() {
+            let v = &a.vma;
+            total += v.end - v.start;
+            if v.backing == Backing::Anon && v.prot & PROT_WRITE != 0 && !v.grows_down {
+                data += v.end - v.start;
+            }
+        }
+        (total, data)
+    }
+
     /// The VMA containing `addr`.
     pub fn find(&self, addr: u64) -> Option<&Vma> {
         self.find_area(addr).map(|a| &a.vma)

@@ -188,6 +188,8 @@ syscall_table! {
     162 sync => sys_fs::sync, Full, "";
     165 mount => sys_fs::mount, Partial, "tmpfs, proc, sysfs, devtmpfs, bind mounts and remounts; needs CAP_SYS_ADMIN";
     166 umount2 => sys_fs::umount2, Partial, "MNT_DETACH and MNT_FORCE act as a plain unmount";
+    170 sethostname => sys_identity::sethostname, Partial, "EPERM: needs CAP_SYS_ADMIN, which a sandbox never grants";
+    171 setdomainname => sys_identity::setdomainname, Partial, "EPERM: needs CAP_SYS_ADMIN, which a sandbox never grants";
     186 gettid => sys_thread::gettid, Full, "";
     200 tkill => sys_signal::tkill, Full, "";
     201 time => sys_time::time_, Full, "";

@@ -104,7 +104,7 @@ pub fn execveat(f: &mut TrapFrame) -> SysResult {
     let [dirfd, path, argv, envp, flags, _] = args(f);
     const AT_EMPTY_PATH: u64 = 0x1000;
     let path = user_path(path)?;
-    if flags & AT_EMPTY_PATH != 0 || (dirfd as i64 != -100 && path.first() != Some(&b'/')) {
+    if flags & AT_EMPTY_PATH != 0 || (dirfd as i32 != -100 && path.first() != Some(&b'/')) {
         // Descriptor-relative execution arrives with the VFS.
         return Err(Errno::ENOSYS);
     }
@@ -527,7 +527,7 @@ pub fn getrusage(f: &mut TrapFrame) -> SysResult {
     let [who, addr, ..] = args(f);
     let t = task::current();
     let p = &t.process;
-    let ns = match who as i64 {
+    let ns = match who as i32 {
         0 => {
             p.threads.lock().iter().map(|x| x.cpu_ns.load(Ordering::Relaxed)).sum::<u64>()
                 + p.dead_threads_cpu_ns.load(Ordering::Relaxed)

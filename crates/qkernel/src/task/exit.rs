@@ -154,15 +154,16 @@ fn process_exit(p: &Arc<Process>, status: ExitStatus) {
         p.exit.lock().zombie = true;
         return;
     };
-    // A parent that ignores SIGCHLD (or asked SA_NOCLDWAIT) leaves no zombie.
-    let auto_reap = {
+    // A parent that ignores SIGCHLD (or asked SA_NOCLDWAIT) leaves no zombie;
+    // with SA_NOCLDWAIT and a handler, the handler still runs.
+    let (auto_reap, ignoring) = {
         let h = parent.sighand.lock().clone();
         let a = h.lock().get(SIGCHLD);
-        a.handler == signal::SIG_IGN || a.flags & signal::sa::NOCLDWAIT != 0
+        (a.handler == signal::SIG_IGN || a.flags & signal::sa::NOCLDWAIT != 0, a.handler == signal::SIG_IGN)
     };
     p.exit.lock().zombie = true;
     let exit_signal = p.exit_signal.load(Ordering::Relaxed);
-    if exit_signal != 0 && !auto_reap {
+    if exit_signal != 0 && !(ignoring && exit_signal == SIGCHLD) {
         let (code, st) = match status {
             ExitStatus::Exited(c) => (code::CLD_EXITED, c as i32),
             ExitStatus::Signaled(s, core) => (if core { code::CLD_DUMPED } else { code::CLD_KILLED }, s as i32),

@@ -197,6 +197,9 @@ pub struct TaskSignals {
     pub altstack: (u64, u64, u32),
     /// Mask to restore after a sigsuspend/ppoll/pselect handler returns.
     pub saved_mask: Option<SigSet>,
+    /// The mask in force while rt_sigtimedwait unblocks the awaited signals
+    /// (they still count as blocked: never ignored, never delivered).
+    pub real_blocked: SigSet,
 }
 
 /// `SS_ONSTACK`, `SS_DISABLE`.
@@ -240,25 +243,16 @@ fn ignored(p: &Process, sig: u32) -> bool {
 
 /// The sandbox's init ignores signals it has no handler for, except SIGKILL
 /// and SIGSTOP from outside the sandbox and faults it raises itself.
-fn init_protected(p: &Process, sig: u32, from_host: bool, info: &SigInfo) -> bool {
-    if p.pid != 1 || info.code == code::SI_KERNEL && SYNCHRONOUS & bit(sig) != 0 {
+/// Blocked signals are queued all the same (Linux's `sig_ignored` looks at
+/// the mask first); [`init_drops`] then applies when they are delivered.
+fn init_protected(p: &Process, sig: u32, from_host: bool, info: &SigInfo, blocked: bool) -> bool {
+    if p.pid != 1 || blocked || info.code == code::SI_KERNEL && SYNCHRONOUS & bit(sig) != 0 {
         return false;
     }
     if from_host && (sig == SIGKILL || sig == SIGSTOP) {
         return false;
     }
-    // As Linux: blocked signals are never ignored, not even by init (the
-    // handler may change before they are unblocked; signalfd and sigwait
-    // take them).
-    let blocked = {
-        let threads = p.threads.lock();
-        threads
-            .iter()
-            .find(|t| t.tid == p.pid)
-            .or(threads.first())
-            .is_some_and(|t| t.sig.lock().blocked & bit(sig) != 0)
-    };
-    !blocked && p.sighand.lock().lock().get(sig).handler == SIG_DFL
+    p.sighand.lock().lock().get(sig).handler == SIG_DFL
 }
 
 fn signal_side_effects(p: &Arc<Process>, sig: u32) {
@@ -283,6 +277,19 @@ fn signal_side_effects(p: &Arc<Process>, sig: u32) {
     }
 }
 
+/// True when `t` blocks `sig` (or awaits it in rt_sigtimedwait).
+fn blocks(t: &Task, sig: u32) -> bool {
+    let s = t.sig.lock();
+    (s.blocked | s.real_blocked) & bit(sig) != 0
+}
+
+/// Whether init drops `sig` with the default action when it is delivered
+/// (it was queued while blocked): everything but SIGKILL and faults.
+fn init_drops(sig: u32, info: &SigInfo) -> bool {
+    let fault = SYNCHRONOUS & bit(sig) != 0 && (info.code > 0 || info.code == code::SI_KERNEL);
+    sig != SIGKILL && !fault
+}
+
 /// Makes `t` notice a newly pending signal: sets its flag and wakes it from
 /// an interruptible sleep.
 fn signal_wake(t: &Arc<Task>, sig: u32) {
@@ -305,11 +312,11 @@ fn send_to_task_from(t: &Arc<Task>, sig: u32, info: SigInfo, from_host: bool) ->
     if sig == 0 || sig > NSIG {
         return false;
     }
-    if init_protected(p, sig, from_host, &info) {
+    if init_protected(p, sig, from_host, &info, blocks(t, sig)) {
         return false;
     }
     signal_side_effects(p, sig);
-    if ignored(p, sig) && t.sig.lock().blocked & bit(sig) == 0 {
+    if ignored(p, sig) && !blocks(t, sig) {
         return false;
     }
     let limit = sigpending_limit(p);
@@ -337,20 +344,18 @@ fn send_to_process_from(p: &Arc<Process>, sig: u32, info: SigInfo, from_host: bo
     if sig == 0 || sig > NSIG || p.exit.lock().zombie {
         return false;
     }
-    if init_protected(p, sig, from_host, &info) {
+    // Blocked signals are never ignored (the handler may change before they
+    // are unblocked); the main thread's mask decides, as on Linux.
+    let leader_blocks = {
+        let threads = p.threads.lock();
+        threads.iter().find(|t| t.tid == p.pid).or(threads.first()).is_some_and(|t| blocks(t, sig))
+    };
+    if init_protected(p, sig, from_host, &info, leader_blocks) {
         return false;
     }
     signal_side_effects(p, sig);
-    // Blocked signals are never ignored (the handler may change before they
-    // are unblocked); the main thread's mask decides, as on Linux.
-    if ignored(p, sig) {
-        let leader = {
-            let threads = p.threads.lock();
-            threads.iter().find(|t| t.tid == p.pid).or(threads.first()).cloned()
-        };
-        if leader.is_none_or(|t| t.sig.lock().blocked & bit(sig) == 0) {
-            return false;
-        }
+    if ignored(p, sig) && !leader_blocks {
+        return false;
     }
     let limit = sigpending_limit(p);
     if !p.shared_pending.lock().push(info, limit) {
@@ -626,6 +631,11 @@ fn deliver_one(t: &Arc<Task>, f: &mut TrapFrame) -> Option<bool> {
     let hand = p.sighand.lock().clone();
     let action = hand.lock().get(sig);
     if action.handler == SIG_IGN || (action.handler == SIG_DFL && default_action(sig) == Default_::Ignore) {
+        return Some(false);
+    }
+    if action.handler == SIG_DFL && p.pid == 1 && init_drops(sig, &info) {
+        // The sandbox's init has no default action but for SIGKILL (which
+        // reaches it only from outside) and its own faults.
         return Some(false);
     }
     if action.handler == SIG_DFL {
