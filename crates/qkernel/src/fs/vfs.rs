@@ -193,6 +193,11 @@ pub fn openat(dirfd: i64, path: &[u8], flags: u32, mode: u32) -> Result<Arc<File
     }
     let start = if path[0] == b'/' { root.clone() } else { dir_of(dirfd, &cwd)? };
     let nofollow = flags & O_NOFOLLOW as u32 != 0;
+    // O_TMPFILE (which includes O_DIRECTORY): no file system here offers
+    // unnamed files yet; callers such as glibc's tmpfile() fall back.
+    if flags & 0o20000000 != 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
     if flags & O_CREAT as u32 != 0 && flags & O_PATH as u32 == 0 {
         if flags & O_DIRECTORY as u32 != 0 {
             return Err(Errno::EINVAL);
