@@ -126,7 +126,8 @@ pub fn init() {
         parent: None,
         flags: SpinLock::new(if readonly { flags::RDONLY } else { 0 }),
         fstype: "hostfs",
-        source: b"rootfs".to_vec(),
+        // Not "rootfs": df and friends skip that name (the initramfs).
+        source: b"hostfs".to_vec(),
         id: next_id(),
     });
     // SAFETY: boot vCPU, before any process exists.

@@ -395,13 +395,19 @@ impl Inode for ProcInode {
             }
             Node::SysLink(t) => Ok(t.to_vec()),
             Node::PidFile(p, PidFile::Exe) => Ok(process(*p)?.exe.lock().clone()),
+            // Seen from the reader's root, as Linux's d_path.
             Node::PidFile(p, PidFile::Cwd) => {
                 let pr = process(*p)?;
-                let fs = pr.fs.lock().clone();
-                let f = fs.lock();
-                Ok(f.cwd.absolute(&f.root))
+                let cwd = pr.fs.lock().lock().cwd.clone();
+                let mine = me.process.fs.lock().lock().root.clone();
+                Ok(cwd.absolute(&mine))
             }
-            Node::PidFile(_, PidFile::Root) => Ok(b"/".to_vec()),
+            Node::PidFile(p, PidFile::Root) => {
+                let pr = process(*p)?;
+                let root = pr.fs.lock().lock().root.clone();
+                let mine = me.process.fs.lock().lock().root.clone();
+                Ok(root.absolute(&mine))
+            }
             Node::Fd(p, fd) => {
                 let files = process(*p)?.files.lock().clone();
                 let file = files.lock().get(*fd).map_err(|_| Errno::ENOENT)?;
@@ -806,10 +812,14 @@ fn pid_file(p: &Arc<Process>, f: PidFile) -> Result<Vec<u8>, Errno> {
                 .n(c.fsgid as u64)
                 .nl();
             t.s(b"FDSize:\t64\nGroups:\t");
-            for g in &c.groups {
-                t.n(*g as u64).s(b" ");
+            for (i, g) in c.groups.iter().enumerate() {
+                if i > 0 {
+                    t.s(b" ");
+                }
+                t.n(*g as u64);
             }
-            t.nl();
+            // Linux ends the line with a space, groups or not.
+            t.s(b" ").nl();
             t.s(b"VmSize:\t").padn(vsize, 8).s(b" kB\n");
             t.s(b"VmRSS:\t").padn(rss, 8).s(b" kB\n");
             t.s(b"Threads:\t").n(p.threads.lock().len() as u64).nl();

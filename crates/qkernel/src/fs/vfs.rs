@@ -162,6 +162,9 @@ pub fn open_path(p: &Path, flags: u32, creds: &Creds) -> Result<Arc<File>, Errno
     may_access(&st, creds, mask)?;
     if want_write && kind == FileType::Regular {
         check_writable_mount(p)?;
+        if is_running_program(&inode) {
+            return Err(Errno::ETXTBSY);
+        }
     }
     let ops: Arc<dyn FileOps> = match kind {
         FileType::CharDev | FileType::BlockDev => {
@@ -182,6 +185,18 @@ pub fn open_path(p: &Path, flags: u32, creds: &Creds) -> Result<Arc<File>, Errno
     };
     let keep = flags & !(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY) as u32;
     Ok(File::new(ops, Some(inode), Some(p.clone()), keep))
+}
+
+/// True when some process is running the program in `inode`.
+fn is_running_program(inode: &super::InodeRef) -> bool {
+    let ino = inode.ino();
+    let data = Arc::as_ptr(inode) as *const u8;
+    crate::task::pid::processes().iter().any(|p| {
+        p.exe_file.lock().as_ref().and_then(|f| f.inode.as_ref()).is_some_and(|i| {
+            core::ptr::eq(Arc::as_ptr(i) as *const u8, data)
+                || (i.ino() == ino && i.as_any().type_id() == inode.as_any().type_id())
+        })
+    })
 }
 
 /// openat(2).

@@ -311,7 +311,13 @@ pub fn fcntl(f: &mut TrapFrame) -> SysResult {
     let mut t = files.lock();
     let e = t.entry(fd)?;
     match cmd {
-        F_DUPFD | F_DUPFD_CLOEXEC => t.install(e.file, cmd == F_DUPFD_CLOEXEC, arg, nofile_limit()),
+        F_DUPFD | F_DUPFD_CLOEXEC => {
+            let limit = nofile_limit();
+            if arg >= limit {
+                return Err(Errno::EINVAL);
+            }
+            t.install(e.file, cmd == F_DUPFD_CLOEXEC, arg, limit)
+        }
         F_GETFD => Ok(e.cloexec as u64 * FD_CLOEXEC),
         F_SETFD => t.set_cloexec(fd, arg & FD_CLOEXEC != 0).map(|_| 0),
         F_GETFL => Ok((e.file.flags() & !(O_CLOEXEC as u32)) as u64 | 0o100000 /* O_LARGEFILE */),

@@ -131,6 +131,7 @@ fn build(
             creds: SpinLock::new(pp.creds.lock().clone()),
             rlimits: SpinLock::new(*pp.rlimits.lock()),
             exe: SpinLock::new(pp.exe.lock().clone()),
+            exe_file: SpinLock::new(pp.exe_file.lock().clone()),
             fs: SpinLock::new(if f & CLONE_FS != 0 {
                 pp.fs.lock().clone()
             } else {

@@ -237,6 +237,8 @@ pub struct Process {
     pub rlimits: SpinLock<[Rlimit; RLIM_NLIMITS]>,
     /// Path of the executable (for /proc/self/exe).
     pub exe: SpinLock<Vec<u8>>,
+    /// The executable's open file (writes to it fail with ETXTBSY).
+    pub exe_file: SpinLock<Option<Arc<crate::fs::file::File>>>,
     /// Root, working directory and umask (shared with CLONE_FS).
     pub fs: SpinLock<crate::fs::path::FsRef>,
     /// Signal sent to the parent when this process exits (usually SIGCHLD).
