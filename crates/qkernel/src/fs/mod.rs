@@ -271,6 +271,11 @@ pub trait FileOps: Send + Sync {
     fn as_epoll(&self) -> Option<&poll::Epoll> {
         None
     }
+    /// The socket behind this description (socket system calls; ENOTSOCK
+    /// otherwise).
+    fn as_socket(&self) -> Option<&Arc<dyn crate::net::Socket>> {
+        None
+    }
 }
 
 static NEXT_INO: AtomicU64 = AtomicU64::new(2);
