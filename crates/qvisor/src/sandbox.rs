@@ -183,6 +183,7 @@ fn run_vm(
     flavour: Flavour,
 ) -> Result<i32, String> {
     let t0 = sys::clock_ns(sys::CLOCK_MONOTONIC);
+    sys::single_malloc_arena();
     // A process group of its own: terminal signals reach the parent, which
     // forwards them exactly once (to the guest's init, through events.rs).
     // SAFETY: setpgid(0, 0) takes integers.

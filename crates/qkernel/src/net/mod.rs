@@ -148,8 +148,12 @@ impl FileOps for SockFile {
     }
     fn ioctl(&self, _f: &File, req: u64, arg: u64) -> Result<u64, Errno> {
         const SIOCGIFCONF: u64 = 0x8912;
-        if req == SIOCGIFCONF {
-            return netlink::ifconf(arg);
+        const SIOCGIFNAME: u64 = 0x8910;
+        const SIOCGIFINDEX: u64 = 0x8933;
+        match req {
+            SIOCGIFCONF => return netlink::ifconf(arg),
+            SIOCGIFNAME | SIOCGIFINDEX => return netlink::ifreq(req, arg),
+            _ => {}
         }
         self.0.ioctl(req, arg)
     }

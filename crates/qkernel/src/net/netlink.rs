@@ -401,3 +401,61 @@ pub fn ifconf(arg: u64) -> Result<u64, Errno> {
     write_user(arg, &(fit as i32))?;
     Ok(0)
 }
+
+/// The namespace's links as (index, name) from an RTM_GETLINK dump.
+fn links() -> Result<Vec<(i32, Vec<u8>)>, Errno> {
+    let mut req = [0u8; NLMSG_HDRLEN + 16];
+    req[0..4].copy_from_slice(&((NLMSG_HDRLEN + 16) as u32).to_le_bytes());
+    req[4..6].copy_from_slice(&RTM_GETLINK.to_le_bytes());
+    req[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_le_bytes());
+    let msgs = query(0, &req)?;
+    let mut out = Vec::new();
+    let mut off = 0;
+    while let Some((mlen, ty, ..)) = header(&msgs[off..]) {
+        if mlen < NLMSG_HDRLEN || off + mlen > msgs.len() {
+            break;
+        }
+        if ty == RTM_NEWLINK && mlen >= NLMSG_HDRLEN + 16 {
+            let m = &msgs[off..off + mlen];
+            let index = i32::from_le_bytes([m[20], m[21], m[22], m[23]]);
+            let body = &m[NLMSG_HDRLEN + 16..];
+            let mut a = 0;
+            while a + 4 <= body.len() {
+                let alen = u16::from_le_bytes([body[a], body[a + 1]]) as usize;
+                let aty = u16::from_le_bytes([body[a + 2], body[a + 3]]);
+                if alen < 4 || a + alen > body.len() {
+                    break;
+                }
+                if aty == IFLA_IFNAME {
+                    let v = &body[a + 4..a + alen];
+                    out.push((index, v.split(|&b| b == 0).next().unwrap_or(v).to_vec()));
+                }
+                a += align4(alen);
+            }
+        }
+        off += align4(mlen);
+    }
+    Ok(out)
+}
+
+/// `SIOCGIFINDEX` (name to index) and `SIOCGIFNAME` (index to name) on
+/// any socket, from an RTM_GETLINK dump.
+pub fn ifreq(req: u64, arg: u64) -> Result<u64, Errno> {
+    const SIOCGIFNAME: u64 = 0x8910;
+    let mut r = [0u8; 40];
+    crate::arch::x86_64::usercopy::copy_from_user(&mut r, arg)?;
+    let all = links()?;
+    if req == SIOCGIFNAME {
+        let index = i32::from_le_bytes([r[16], r[17], r[18], r[19]]);
+        let (_, name) = all.iter().find(|(i, _)| *i == index).ok_or(Errno::ENODEV)?;
+        let mut n = [0u8; 16];
+        let k = name.len().min(15);
+        n[..k].copy_from_slice(&name[..k]);
+        copy_to_user(arg, &n)?;
+        return Ok(0);
+    }
+    let end = r[..16].iter().position(|&b| b == 0).unwrap_or(16);
+    let (index, _) = all.iter().find(|(_, n)| n[..] == r[..end]).ok_or(Errno::ENODEV)?;
+    write_user(arg + 16, index)?;
+    Ok(0)
+}

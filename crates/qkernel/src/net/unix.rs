@@ -111,6 +111,9 @@ pub struct UnixSocket {
     me: Weak<UnixSocket>,
 }
 
+/// Two connected sockets (socketpair).
+pub type Pair = (Arc<dyn Socket>, Arc<dyn Socket>);
+
 /// What a name in a sockaddr_un refers to.
 enum Name {
     Auto,
@@ -179,7 +182,7 @@ impl UnixSocket {
     }
 
     /// `socketpair(AF_UNIX, ty, 0)`.
-    pub fn pair(ty: u32) -> Result<(Arc<dyn Socket>, Arc<dyn Socket>), Errno> {
+    pub fn pair(ty: u32) -> Result<Pair, Errno> {
         match ty {
             SOCK_STREAM | SOCK_DGRAM | SOCK_SEQPACKET => {}
             _ => return Err(Errno::ESOCKTNOSUPPORT),
@@ -411,7 +414,12 @@ impl UnixSocket {
         let mut data = alloc::vec![0u8; total];
         let got = m.buf.read_into(&mut data)?;
         data.truncate(got);
-        if self.st.lock().addr.is_empty() {
+        // Linux names an unbound sender only when it asked for credentials.
+        let (unbound, passcred) = {
+            let s = self.st.lock();
+            (s.addr.is_empty(), s.passcred)
+        };
+        if unbound && passcred {
             let _ = self.autobind();
         }
         let from = self.st.lock().addr.clone();
@@ -460,7 +468,7 @@ fn cmsg(out: &mut Vec<u8>, ty: i32, body: &[u8]) {
     out.extend_from_slice(&SOL_SOCKET.to_le_bytes());
     out.extend_from_slice(&ty.to_le_bytes());
     out.extend_from_slice(body);
-    while out.len() % 8 != 0 {
+    while !out.len().is_multiple_of(8) {
         out.push(0);
     }
 }
@@ -866,7 +874,7 @@ impl Socket for UnixSocket {
             ev |= crate::fs::poll::POLLERR;
         }
         let stream = self.ty != SOCK_DGRAM;
-        if stream && (s.shut_wr && s.peer_done || s.peer_gone && s.peer_done) {
+        if stream && s.peer_done && (s.shut_wr || s.peer_gone) {
             ev |= POLLHUP;
         }
         let peer = s.peer.clone();
