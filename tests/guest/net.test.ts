@@ -102,7 +102,11 @@ test.serial('a fresh namespace (--net none) has only loopback, up', async (t) =>
   );
 });
 
-const CLIENTS = 1000;
+// 1,000 clients take about 55 s in the sandbox on the emulated 2-core CI host
+// (every guest kernel instruction is emulated, ~1 µs each: about 55 ms of
+// kernel work per client for accept, epoll, read, write and close), so the
+// test uses 300 to stay near 20 s; bench/net measures the rates.
+const CLIENTS = 300;
 
 /** Opens `count` connections at once; each sends 64 bytes and checks the echo. */
 async function driveEcho(port: number, count: number): Promise<{ ok: number; ms: number }> {
@@ -139,9 +143,10 @@ test.serial(`an edge-triggered epoll echo server serves ${CLIENTS} concurrent cl
   });
   let nout = '';
   native.stdout.on('data', (b: Buffer) => (nout += b.toString()));
+  const nativeDone = new Promise<void>((res) => native.on('close', () => res()));
   await new Promise<void>((res) => native.stdout.once('data', () => res()));
   const nd = await driveEcho(nport, CLIENTS);
-  await new Promise<void>((res) => native.on('close', () => res()));
+  await nativeDone;
 
   const port = await freePort();
   const g = startGuest(root(bin).dir, ['/echo_server', String(port), String(CLIENTS)], /listening/, [
