@@ -291,6 +291,11 @@ pub trait FileOps: Send + Sync {
     fn as_epoll(&self) -> Option<&poll::Epoll> {
         None
     }
+    /// The socket behind this description (socket system calls; ENOTSOCK
+    /// otherwise).
+    fn as_socket(&self) -> Option<&Arc<dyn crate::net::Socket>> {
+        None
+    }
 }
 
 /// An open file with no name (a pipe, stdio, an eventfd...) reached

@@ -115,7 +115,7 @@ pub fn pwrite64(f: &mut TrapFrame) -> SysResult {
     rw(fd, alloc::vec![(buf, count)], Some(off), true)
 }
 
-fn iovecs(addr: u64, count: u64) -> Result<Vec<(u64, u64)>, Errno> {
+pub(crate) fn iovecs(addr: u64, count: u64) -> Result<Vec<(u64, u64)>, Errno> {
     if count > UIO_MAXIOV {
         return Err(Errno::EINVAL);
     }

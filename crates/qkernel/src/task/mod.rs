@@ -418,6 +418,7 @@ pub fn interruptible_sleep(t: &Task, on: bool) {
 /// acts on them: signals for init are delivered as coming from outside the
 /// sandbox (so SIGKILL/SIGSTOP are honoured even by init).
 pub fn poll_host_events() {
+    crate::net::events::drain();
     // SAFETY: the host-events word lives in guest RAM (direct map); the host
     // only ever ORs bits in, we take them atomically.
     let word = unsafe { &*(qlib::layout::phys_to_virt(qlib::layout::HOST_EVENTS_PA) as *const AtomicU64) };
