@@ -64,12 +64,8 @@ fn stdio_io(fd_num: u8, bufs: &[(u64, u64)], write: bool) -> SysResult {
     }
     let mut total = 0;
     for chunk in iovs.chunks(qlib::hcall::MAX_IOVECS) {
-        let n = hcall::put_iovecs(chunk);
-        let p = hcall::page();
-        p.args[0] = fd_num as u64;
-        p.args[1] = n as u64;
-        let r = hcall::call_result(if write { Call::Write } else { Call::Read });
-        match r {
+        // A task that must wait for the host parks; the vCPU stays free.
+        match crate::hostq::stdio(fd_num, chunk, write) {
             Ok(got) => {
                 total += got;
                 let want: u64 = chunk.iter().map(|v| v.len).sum();

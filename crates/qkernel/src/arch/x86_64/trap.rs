@@ -69,6 +69,11 @@ pub extern "C" fn trap_dispatch(f: &mut TrapFrame) {
             apic::eoi();
             crate::mm::tlb::service_pending();
         }
+        v if v == qlib::hostq::COMPLETION_VECTOR as u64 => {
+            percpu::stats().interrupts += 1;
+            apic::eoi();
+            crate::hostq::drain();
+        }
         v if v == apic::SPURIOUS_VECTOR as u64 => {}
         _ => {
             // Wake-up IPIs, host events and anything else: acknowledge; the

@@ -1,0 +1,54 @@
+// Blocks in read(0) while the test watches the sandbox (issue 5, queued host
+// calls). Usage:
+//   stdin_wait wake ROUNDS   prints "ready", then per round blocks in read(0)
+//                            and prints "woke <CLOCK_MONOTONIC ns> <bytes>"
+//                            as soon as read returns
+//   stdin_wait worker        a second thread keeps running (20 x 5 ms sleeps)
+//                            while the main thread is blocked in read(0):
+//                            prints "worker done" before any input arrives,
+//                            then "read <bytes>" once it does
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static void say(const char *s) { (void)!write(1, s, strlen(s)); }
+
+static void *worker(void *arg) {
+  (void)arg;
+  struct timespec d = {0, 5 * 1000 * 1000};
+  for (int i = 0; i < 20; i++) nanosleep(&d, NULL);
+  say("worker done\n");
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  char buf[256], line[128];
+  if (argc >= 3 && !strcmp(argv[1], "wake")) {
+    int rounds = atoi(argv[2]);
+    say("ready\n");
+    for (int i = 0; i < rounds; i++) {
+      ssize_t n = read(0, buf, sizeof buf);
+      struct timespec t;
+      clock_gettime(CLOCK_MONOTONIC, &t);
+      if (n <= 0) return 1;
+      snprintf(line, sizeof line, "woke %lld %zd\n", (long long)t.tv_sec * 1000000000LL + t.tv_nsec, n);
+      say(line);
+    }
+    return 0;
+  }
+  if (argc >= 2 && !strcmp(argv[1], "worker")) {
+    pthread_t th;
+    if (pthread_create(&th, NULL, worker, NULL)) return 1;
+    say("reading\n");
+    ssize_t n = read(0, buf, sizeof buf);
+    pthread_join(th, NULL);
+    snprintf(line, sizeof line, "read %zd\n", n);
+    say(line);
+    return 0;
+  }
+  fprintf(stderr, "usage: %s wake ROUNDS | worker\n", argv[0]);
+  return 2;
+}
