@@ -10,6 +10,7 @@ extern crate alloc;
 
 pub mod arch;
 pub mod boot;
+pub mod fs;
 pub mod hcall;
 pub mod hostfile;
 pub mod hostq;
@@ -79,6 +80,10 @@ pub extern "C" fn kmain(vcpu: u64, params: u64) -> ! {
     mm::vdso::init();
     let args = boot::InitArgs::read();
     task::set_hostname(args.hostname());
+    if let Err(e) = fs::hostfs::init(p.flags & flags::READ_ONLY_ROOT != 0) {
+        panic!("cannot reach the VMM's file service: {}", e.description());
+    }
+    fs::init();
     if p.flags & flags::CHECK_ONLY != 0 {
         selftest::start();
     } else if let Err((errno, path)) = task::init::spawn_init(&args) {

@@ -92,6 +92,8 @@ pub mod flags {
     pub const USE_XSAVE: u64 = 1 << 2;
     /// Enable the test-only `quark_test` syscall (planted panic, etc.).
     pub const TEST_HOOKS: u64 = 1 << 3;
+    /// The container root is served read-only (`--read-only`).
+    pub const READ_ONLY_ROOT: u64 = 1 << 4;
 }
 
 /// Parameters the host writes at [`crate::layout::BOOT_PARAMS_PA`].

@@ -70,6 +70,10 @@ pub enum Call {
     /// Free guest frames: the host releases their memory (hole punch); they
     /// read as zero afterwards. `args[0]` = number of [`GuestIovec`]s in `data`.
     Discard = 13,
+    /// A file-system request of the host file service (`crate::hostfs`):
+    /// `args[0..8]` hold the 64 request bytes; the host writes the 32
+    /// response bytes at `data[0..32]` and their `ret` as the call's `ret`.
+    HostFs = 14,
 }
 
 /// Operations of [`Call::Test`].
@@ -97,6 +101,7 @@ impl Call {
             11 => Call::Report,
             12 => Call::Test,
             13 => Call::Discard,
+            14 => Call::HostFs,
             _ => return None,
         })
     }

@@ -233,6 +233,9 @@ fn run_vm(
     if cfg.test_hooks {
         flag_bits |= flags::TEST_HOOKS;
     }
+    if cfg.readonly {
+        flag_bits |= flags::READ_ONLY_ROOT;
+    }
     let params = BootParams {
         flags: flag_bits,
         flavour: flavour as u32,
@@ -278,9 +281,18 @@ fn run_vm(
     };
 
     let n = cfg.cpus as usize;
+    // The file service gets its own descriptor of the root (the loader's
+    // RootFs keeps the other). Constructed before the seccomp filter: it
+    // calls fstat, fstatfs and umask.
+    let nofile = nofile_limit();
+    let hostfs_root =
+        sys::dup_cloexec(root.as_raw_fd()).map_err(|e| format!("duplicating the root descriptor: {e:?}"))?;
+    let hostfs = crate::hostfs::HostFs::with_capacity(hostfs_root, cfg.readonly, (nofile as usize).saturating_sub(128))
+        .map_err(|e| e.to_string())?;
     let svc = Arc::new(Services {
         mem,
         rootfs: RootFs::new(root),
+        hostfs,
         log: log.clone(),
         kernel,
         hcall_pa: (0..cfg.cpus).map(|i| layout.hcall_pa(i)).collect(),
@@ -328,10 +340,8 @@ fn run_vm(
     }
     // Confinement completes before any guest instruction: the vCPU threads
     // wait on the barrier until the filter is in force on all threads.
-    confine::drop_privileges(1024).map_err(|e| e.to_string())?;
-    let root_fd = svc.rootfs_fd();
-    seccomp::install(&seccomp::build(root_fd))
-        .map_err(|e| format!("installing the seccomp filter: {}", e.description()))?;
+    confine::drop_privileges(nofile).map_err(|e| e.to_string())?;
+    seccomp::install(&seccomp::build()).map_err(|e| format!("installing the seccomp filter: {}", e.description()))?;
     let t_ready = sys::clock_ns(sys::CLOCK_MONOTONIC);
     svc_log.vmm("info", &format!("confined and starting the guest after {} us", (t_ready - t0) / 1000));
     svc.ready.wait();
@@ -483,6 +493,14 @@ fn report_exit(how: &SandboxExit, cfg: &Config, flavour: Flavour, log: &Log) -> 
             EXIT_SANDBOX_FAILED
         }
     }
+}
+
+/// The descriptor limit of the confined VMM: room for the file service's
+/// handles (one host descriptor each) within the hard limit we were given
+/// (raising it needs CAP_SYS_RESOURCE, which the VMM does not keep).
+fn nofile_limit() -> u64 {
+    let hard = sys::nofile_hard_limit().unwrap_or(1024);
+    hard.min(crate::hostfs::DEFAULT_MAX_HANDLES as u64 + 128).max(256)
 }
 
 impl Services {

@@ -44,6 +44,8 @@ pub enum Control {
 pub struct Services {
     pub mem: GuestMemory,
     pub rootfs: RootFs,
+    /// The guest's file service over the container root (docs/hostfs.md).
+    pub hostfs: crate::hostfs::HostFs,
     pub log: Log,
     pub kernel: KernelImage,
     pub hcall_pa: Vec<u64>,
@@ -273,6 +275,17 @@ impl Services {
                 Ok(()) => 0,
                 Err(e) => errno_ret(e),
             },
+            Some(Call::HostFs) => {
+                let mut req = [0u8; qlib::hostfs::REQUEST_SIZE];
+                for (i, a) in args.iter().enumerate() {
+                    req[8 * i..8 * i + 8].copy_from_slice(&a.to_le_bytes());
+                }
+                let resp = self.hostfs.handle(&self.mem, &req);
+                if self.mem.write(data_at, &resp).is_err() {
+                    return Control::Stop;
+                }
+                i64::from_le_bytes([resp[0], resp[1], resp[2], resp[3], resp[4], resp[5], resp[6], resp[7]])
+            }
             Some(Call::TtyIoctl) => self.tty_ioctl(args[0], args[1], data_at),
             Some(Call::Test) => self.test_call(args[0]),
             Some(Call::Discard) => match self.read_iovecs(page, args[0]) {

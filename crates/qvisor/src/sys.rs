@@ -311,3 +311,19 @@ pub fn status_to_exit_code(status: i32) -> i32 {
         128 + (status & 0x7f)
     }
 }
+
+/// `fcntl(fd, F_DUPFD_CLOEXEC, 3)`: a second descriptor of the same open file.
+pub fn dup_cloexec(fd: RawFd) -> Result<OwnedFd, Errno> {
+    const F_DUPFD_CLOEXEC: u64 = 1030;
+    // SAFETY: integer arguments only.
+    unsafe { syscall3(nr::FCNTL, fd as u64, F_DUPFD_CLOEXEC, 3) }.map(owned)
+}
+
+/// The hard RLIMIT_NOFILE of this process.
+pub fn nofile_hard_limit() -> Result<u64, Errno> {
+    const RLIMIT_NOFILE: u64 = 7;
+    let mut lim = [0u64; 2];
+    // SAFETY: `lim` is a writable struct rlimit.
+    unsafe { syscall6(nr::PRLIMIT64, 0, RLIMIT_NOFILE, 0, lim.as_mut_ptr() as u64, 0, 0) }?;
+    Ok(lim[1])
+}

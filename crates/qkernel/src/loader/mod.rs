@@ -3,10 +3,12 @@
 //!
 //! The guest parses the file (the host never does); the host only reads file
 //! bytes straight into the frames the loader allocated, so loading copies no
-//! bytes in the guest. Static executables (ET_EXEC) and static PIEs (ET_DYN
-//! without PT_INTERP) are supported.
+//! bytes in the guest. Static executables (ET_EXEC), PIEs (ET_DYN) and
+//! dynamically linked programs (PT_INTERP: the interpreter is loaded too and
+//! started first, with AT_BASE) are supported.
 
-use crate::hostfile::HostFile;
+use crate::fs::file::File;
+use crate::fs::{self, FileType};
 use crate::mm::addrspace::{AddressSpace, Backing, Vma};
 use crate::mm::frame::{self, Zero};
 use crate::mm::pagetable::page_of;
@@ -41,6 +43,11 @@ pub struct Loaded {
     pub phnum: u64,
     pub load_bias: u64,
     pub brk_start: u64,
+    /// The program's own entry (AT_ENTRY); `entry` is the interpreter's
+    /// when there is one.
+    pub prog_entry: u64,
+    /// Where the interpreter was loaded (AT_BASE), 0 without one.
+    pub interp_base: u64,
 }
 
 fn prot_of(flags: u32) -> u64 {
@@ -64,23 +71,51 @@ pub fn layout_randomised() -> (u64, u64) {
     (mmap_base, stack_top)
 }
 
-/// Opens `path` and checks it is an executable regular file.
-pub fn open_executable(path: &[u8]) -> Result<HostFile, Errno> {
-    let file = HostFile::open(path)?;
-    let st = file.stat()?;
-    if st.st_mode & S_IFMT != S_IFREG {
+/// Opens `path` (resolved in the calling context `ctx`) and checks it is
+/// an executable regular file on a mount that allows execution.
+pub fn open_executable(
+    ctx: &fs::path::FsContext,
+    creds: &crate::task::Creds,
+    path: &[u8],
+) -> Result<alloc::sync::Arc<File>, Errno> {
+    let p = fs::path::resolve(&ctx.root, &ctx.cwd, path, fs::path::Follow::Yes, creds)?;
+    if p.dentry.inode.file_type() != FileType::Regular {
         return Err(Errno::EACCES);
     }
-    if st.st_mode & 0o111 == 0 {
+    if p.mnt.noexec() {
         return Err(Errno::EACCES);
     }
-    Ok(file)
+    let st = p.dentry.inode.stat()?;
+    if st.st_mode & S_IFMT != S_IFREG || st.st_mode & 0o111 == 0 {
+        return Err(Errno::EACCES);
+    }
+    fs::may_access(&st, creds, fs::MAY_EXEC)?;
+    fs::vfs::open_path(&p, qlib::linux::consts::fcntl::O_RDONLY as u32, creds)
 }
 
-/// Loads the ELF program in `file` into `mm`.
-pub fn load_elf(mm: &mut AddressSpace, file: &HostFile) -> Result<Loaded, Errno> {
+/// Loads the ELF program in `file` into `mm`, and its interpreter if it
+/// names one (resolved from `ctx`'s root).
+pub fn load_elf(
+    mm: &mut AddressSpace,
+    file: &File,
+    ctx: &fs::path::FsContext,
+    creds: &crate::task::Creds,
+) -> Result<Loaded, Errno> {
+    let img = load_one(mm, file, false)?;
+    let Some(interp) = img.1 else { return Ok(img.0) };
+    let ifile =
+        open_executable(ctx, creds, &interp).map_err(|e| if e == Errno::EACCES { Errno::ELIBBAD } else { e })?;
+    let (i, nested) = load_one(mm, &ifile, true)?;
+    if nested.is_some() {
+        return Err(Errno::ELIBBAD);
+    }
+    Ok(Loaded { entry: i.entry, interp_base: i.load_bias, ..img.0 })
+}
+
+/// Loads one ELF file; returns it and the interpreter path it names.
+fn load_one(mm: &mut AddressSpace, file: &File, is_interp: bool) -> Result<(Loaded, Option<Vec<u8>>), Errno> {
     let mut head = vec![0u8; PAGE_SIZE as usize];
-    let n = file.pread_kernel(0, &mut head)?;
+    let n = fs::read_kernel(file, 0, &mut head)?;
     let hdr = Header::parse(&head[..n]).map_err(|e| {
         crate::klog!(crate::log::level::DEBUG, "exec: ", e.message());
         Errno::ENOEXEC
@@ -90,7 +125,7 @@ pub fn load_elf(mm: &mut AddressSpace, file: &HostFile) -> Result<Loaded, Errno>
         head[ph_start as usize..ph_end as usize].to_vec()
     } else {
         let mut t = vec![0u8; (ph_end - ph_start) as usize];
-        if file.pread_kernel(ph_start, &mut t)? != t.len() {
+        if fs::read_kernel(file, ph_start, &mut t)? != t.len() {
             return Err(Errno::ENOEXEC);
         }
         t
@@ -99,13 +134,22 @@ pub fn load_elf(mm: &mut AddressSpace, file: &HostFile) -> Result<Loaded, Errno>
         .map(|i| ProgramHeader::parse(&table, i))
         .collect::<Result<_, _>>()
         .map_err(|_| Errno::ENOEXEC)?;
-    if phdrs.iter().any(|p| p.p_type == PT_INTERP) {
-        crate::klog!(
-            crate::log::level::WARN,
-            "exec: dynamically linked programs (PT_INTERP) are not supported yet; link the program statically"
-        );
-        return Err(Errno::ENOEXEC);
-    }
+    let interp = match phdrs.iter().find(|p| p.p_type == PT_INTERP) {
+        Some(_) if is_interp => return Err(Errno::ELIBBAD),
+        Some(p) => {
+            if p.filesz < 2 || p.filesz > 4096 {
+                return Err(Errno::ENOEXEC);
+            }
+            let mut path = vec![0u8; p.filesz as usize];
+            if fs::read_kernel(file, p.offset, &mut path)? != path.len() {
+                return Err(Errno::ENOEXEC);
+            }
+            let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
+            path.truncate(end);
+            Some(path)
+        }
+        None => None,
+    };
 
     // Extent of the loadable segments.
     let loads = || phdrs.iter().filter(|p| p.p_type == PT_LOAD);
@@ -137,13 +181,17 @@ pub fn load_elf(mm: &mut AddressSpace, file: &HostFile) -> Result<Loaded, Errno>
         None => loads().find(|p| p.offset == 0).map(|p| p.vaddr + bias + hdr.phoff).unwrap_or(0),
     };
     let brk_start = hi + bias + (crate::random::u64() % BRK_RANDOM_PAGES) * PAGE_SIZE;
-    Ok(Loaded { entry: hdr.entry + bias, phdr, phnum: hdr.phnum as u64, load_bias: bias, brk_start })
+    let entry = hdr.entry + bias;
+    Ok((
+        Loaded { entry, phdr, phnum: hdr.phnum as u64, load_bias: bias, brk_start, prog_entry: entry, interp_base: 0 },
+        interp,
+    ))
 }
 
 /// Maps one PT_LOAD segment: one VMA over its pages; the pages holding file
 /// bytes are allocated now and filled by the host, the rest (bss) are
 /// demand-zero.
-fn map_segment(mm: &mut AddressSpace, file: &HostFile, p: &ProgramHeader, bias: u64) -> Result<(), Errno> {
+fn map_segment(mm: &mut AddressSpace, file: &File, p: &ProgramHeader, bias: u64) -> Result<(), Errno> {
     if p.filesz > p.memsz || p.offset % PAGE_SIZE != p.vaddr % PAGE_SIZE {
         return Err(Errno::ENOEXEC);
     }
@@ -182,7 +230,7 @@ fn map_segment(mm: &mut AddressSpace, file: &HostFile, p: &ProgramHeader, bias: 
         remaining -= v.len;
     }
     iovs.retain(|v| v.len > 0);
-    if want > 0 && file.pread(file_start, &iovs)? != want {
+    if want > 0 && fs::read_frames(file, file_start, &iovs)? != want {
         return Err(Errno::EIO);
     }
     Ok(())
@@ -232,16 +280,30 @@ pub fn build_stack(mm: &mut AddressSpace, stack_top: u64, img: &Loaded, a: &Stac
 
     // Lay strings down from the top.
     let mut top = block.len();
-    let mut put_str = |block: &mut Vec<u8>, s: &[u8]| -> u64 {
-        top -= s.len() + 1;
-        block[top..top + s.len()].copy_from_slice(s);
-        block[top + s.len()] = 0;
-        base + top as u64
+    let put_str = |block: &mut Vec<u8>, top: &mut usize, s: &[u8]| -> u64 {
+        *top -= s.len() + 1;
+        block[*top..*top + s.len()].copy_from_slice(s);
+        block[*top + s.len()] = 0;
+        base + *top as u64
     };
-    let execfn_addr = put_str(&mut block, a.execfn);
-    let env_addrs: Vec<u64> = a.envp.iter().map(|s| put_str(&mut block, s)).collect();
-    let arg_addrs: Vec<u64> = a.argv.iter().map(|s| put_str(&mut block, s)).collect();
-    let platform_addr = put_str(&mut block, &platform[..platform.len() - 1]);
+    let execfn_addr = put_str(&mut block, &mut top, a.execfn);
+    // argv then envp strings, ascending and contiguous (as Linux lays them:
+    // /proc/<pid>/cmdline and environ read these ranges).
+    let seq_len: usize = a.argv.iter().chain(a.envp.iter()).map(|s| s.len() + 1).sum();
+    top -= seq_len;
+    let mut at = top;
+    let mut seq = |block: &mut Vec<u8>, s: &[u8]| -> u64 {
+        block[at..at + s.len()].copy_from_slice(s);
+        block[at + s.len()] = 0;
+        at += s.len() + 1;
+        base + (at - s.len() - 1) as u64
+    };
+    let arg_addrs: Vec<u64> = a.argv.iter().map(|s| seq(&mut block, s)).collect();
+    let env_addrs: Vec<u64> = a.envp.iter().map(|s| seq(&mut block, s)).collect();
+    let args_end = base + top as u64 + a.argv.iter().map(|s| s.len() as u64 + 1).sum::<u64>();
+    (mm.arg_start, mm.arg_end) = (base + top as u64, args_end);
+    (mm.env_start, mm.env_end) = (args_end, base + (top + seq_len) as u64);
+    let platform_addr = put_str(&mut block, &mut top, &platform[..platform.len() - 1]);
     top -= 16;
     crate::random::fill(&mut block[top..top + 16]);
     let random_addr = base + top as u64;
@@ -260,9 +322,9 @@ pub fn build_stack(mm: &mut AddressSpace, stack_top: u64, img: &Loaded, a: &Stac
         (AT_PHDR, img.phdr),
         (AT_PHENT, elf::PHDR_SIZE as u64),
         (AT_PHNUM, img.phnum),
-        (AT_BASE, 0),
+        (AT_BASE, img.interp_base),
         (AT_FLAGS, 0),
-        (AT_ENTRY, img.entry),
+        (AT_ENTRY, img.prog_entry),
         (AT_UID, a.uid as u64),
         (AT_EUID, a.euid as u64),
         (AT_GID, a.gid as u64),

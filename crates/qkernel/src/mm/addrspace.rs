@@ -93,6 +93,12 @@ pub struct AddressSpace {
     pub brk: u64,
     /// mmap allocates top-down below this address.
     pub mmap_base: u64,
+    /// Where the initial stack holds argv and envp strings (/proc cmdline
+    /// and environ).
+    pub arg_start: u64,
+    pub arg_end: u64,
+    pub env_start: u64,
+    pub env_end: u64,
     /// Pages currently mapped to frames.
     resident: AtomicU64,
     /// Frames to free once no vCPU can still use them (after a shootdown).
@@ -111,10 +117,38 @@ impl AddressSpace {
             brk_start: 0,
             brk: 0,
             mmap_base,
+            arg_start: 0,
+            arg_end: 0,
+            env_start: 0,
+            env_end: 0,
             resident: AtomicU64::new(0),
             deferred: SpinLock::new(Vec::new()),
             flush: AtomicU64::new(0),
         })
+    }
+
+    /// The name /proc/<pid>/maps shows for an area, if any.
+    pub fn vma_name(&self, v: &Vma) -> Option<&'static [u8]> {
+        if v.grows_down && v.start <= self.arg_start && self.arg_start < v.end {
+            Some(b"[stack]")
+        } else if self.brk > self.brk_start && v.start < self.brk && v.end > self.brk_start {
+            Some(b"[heap]")
+        } else {
+            None
+        }
+    }
+
+    /// Pages of `[start, end)` that are mapped to frames.
+    pub fn resident_in(&self, start: u64, end: u64) -> u64 {
+        let mut n = 0;
+        let mut va = page_of(start);
+        while va < end {
+            if self.pt.lookup(va).is_some() {
+                n += 1;
+            }
+            va += PAGE_SIZE;
+        }
+        n
     }
 
     /// The CR3 value.
@@ -648,6 +682,8 @@ impl AddressSpace {
         let mut child = AddressSpace::new(self.mmap_base)?;
         child.brk_start = self.brk_start;
         child.brk = self.brk;
+        (child.arg_start, child.arg_end, child.env_start, child.env_end) =
+            (self.arg_start, self.arg_end, self.env_start, self.env_end);
         child.vmas = self.vmas.clone();
         let mut ok = true;
         let mut count = 0;

@@ -10,6 +10,7 @@
 //! frame: arguments in rdi, rsi, rdx, r10, r8, r9.
 
 pub mod sys_file;
+pub mod sys_fs;
 pub mod sys_futex;
 pub mod sys_identity;
 pub mod sys_info;
@@ -64,10 +65,14 @@ macro_rules! syscall_table {
 // One line per system call: `nr name => handler, Full|Partial|NoSys, "note";`
 // (scripts/gen-syscalls-doc.mjs parses these lines).
 syscall_table! {
-    0 read => sys_file::read, Partial, "stdin only until the VFS exists";
-    1 write => sys_file::write, Partial, "stdout/stderr only until the VFS exists";
+    0 read => sys_file::read, Full, "";
+    1 write => sys_file::write, Full, "";
+    2 open => sys_fs::open, Full, "";
     3 close => sys_file::close, Full, "";
-    5 fstat => sys_file::fstat, Partial, "stdio descriptors";
+    4 stat => sys_fs::stat, Full, "";
+    5 fstat => sys_file::fstat, Full, "";
+    6 lstat => sys_fs::lstat, Full, "";
+    8 lseek => sys_file::lseek, Partial, "SEEK_DATA/SEEK_HOLE treat the whole file as data";
     9 mmap => sys_mmap::mmap, Partial, "anonymous mappings (private and shared)";
     10 mprotect => sys_mmap::mprotect, Full, "";
     11 munmap => sys_mmap::munmap, Full, "";
@@ -75,9 +80,13 @@ syscall_table! {
     13 rt_sigaction => sys_signal::rt_sigaction, Full, "";
     14 rt_sigprocmask => sys_signal::rt_sigprocmask, Full, "";
     15 rt_sigreturn => sys_signal::rt_sigreturn, Partial, "FXSAVE state only (no AVX upper halves) in signal frames";
-    16 ioctl => sys_file::ioctl, Partial, "TCGETS, TIOCGWINSZ, TCSETS, TIOCGPGRP on stdio";
-    19 readv => sys_file::readv, Partial, "stdin only";
-    20 writev => sys_file::writev, Partial, "stdout/stderr only";
+    16 ioctl => sys_file::ioctl, Partial, "FIONBIO, FIOCLEX, FIONCLEX, FIONREAD; terminal requests on stdio; pipes";
+    17 pread64 => sys_file::pread64, Full, "";
+    18 pwrite64 => sys_file::pwrite64, Full, "";
+    19 readv => sys_file::readv, Full, "";
+    20 writev => sys_file::writev, Full, "";
+    21 access => sys_fs::access, Full, "";
+    22 pipe => sys_file::pipe, Full, "";
     24 sched_yield => sys_thread::sched_yield, Full, "";
     25 mremap => sys_mmap::mremap, Partial, "MAYMOVE and FIXED; no DONTUNMAP";
     26 msync => sys_mmap::msync, Partial, "anonymous memory only";
@@ -91,6 +100,7 @@ syscall_table! {
     37 alarm => sys_time::alarm, Full, "";
     38 setitimer => sys_time::setitimer, Partial, "ITIMER_REAL only";
     39 getpid => sys_thread::getpid, Full, "";
+    40 sendfile => sys_file::sendfile, Partial, "copies through a 64 KiB kernel buffer";
     56 clone => sys_thread::clone, Partial, "no namespaces, no CLONE_PIDFD";
     57 fork => sys_thread::fork, Full, "";
     58 vfork => sys_thread::vfork, Full, "";
@@ -99,8 +109,28 @@ syscall_table! {
     61 wait4 => sys_thread::wait4, Partial, "rusage reports CPU time only";
     62 kill => sys_signal::kill, Full, "";
     63 uname => sys_info::uname, Full, "";
-    72 fcntl => sys_file::fcntl, Partial, "descriptor flags and duplication";
-    89 readlink => sys_file::readlink, Partial, "/proc/self/exe only until procfs exists";
+    72 fcntl => sys_file::fcntl, Partial, "record locks are granted without contention tracking; no seals";
+    74 fsync => sys_file::fsync, Full, "";
+    75 fdatasync => sys_file::fsync, Full, "";
+    76 truncate => sys_fs::truncate, Full, "";
+    77 ftruncate => sys_file::ftruncate, Full, "";
+    79 getcwd => sys_fs::getcwd, Full, "";
+    80 chdir => sys_fs::chdir, Full, "";
+    81 fchdir => sys_fs::fchdir, Full, "";
+    82 rename => sys_fs::rename, Full, "";
+    83 mkdir => sys_fs::mkdir, Full, "";
+    84 rmdir => sys_fs::rmdir, Full, "";
+    85 creat => sys_fs::creat, Full, "";
+    86 link => sys_fs::link, Full, "";
+    87 unlink => sys_fs::unlink, Full, "";
+    88 symlink => sys_fs::symlink, Full, "";
+    89 readlink => sys_fs::readlink, Full, "";
+    90 chmod => sys_fs::chmod, Full, "";
+    91 fchmod => sys_fs::fchmod, Full, "";
+    92 chown => sys_fs::chown, Full, "";
+    93 fchown => sys_fs::fchown, Full, "";
+    94 lchown => sys_fs::lchown, Full, "";
+    95 umask => sys_fs::umask, Full, "";
     96 gettimeofday => sys_time::gettimeofday, Full, "";
     97 getrlimit => sys_thread::getrlimit, Full, "";
     98 getrusage => sys_thread::getrusage, Partial, "CPU time only";
@@ -134,15 +164,20 @@ syscall_table! {
     129 rt_sigqueueinfo => sys_signal::rt_sigqueueinfo, Full, "";
     130 rt_sigsuspend => sys_signal::rt_sigsuspend, Full, "";
     131 sigaltstack => sys_signal::sigaltstack, Full, "";
+    133 mknod => sys_fs::mknod, Partial, "device nodes only where the file system holds them (tmpfs, devfs)";
+    137 statfs => sys_fs::statfs, Full, "";
+    138 fstatfs => sys_fs::fstatfs, Full, "";
     157 prctl => sys_thread::prctl, Partial, "names, death signal, dumpable, capability bounding set";
     158 arch_prctl => sys_thread::arch_prctl, Partial, "ARCH_SET/GET_FS/GS";
     160 setrlimit => sys_thread::setrlimit, Full, "";
+    161 chroot => sys_fs::chroot, Full, "";
     186 gettid => sys_thread::gettid, Full, "";
     200 tkill => sys_signal::tkill, Full, "";
     201 time => sys_time::time_, Full, "";
     202 futex => sys_futex::futex, Partial, "priority-inheritance operations return ENOSYS";
     203 sched_setaffinity => sys_thread::sched_setaffinity, Full, "";
     204 sched_getaffinity => sys_thread::sched_getaffinity, Full, "";
+    217 getdents64 => sys_file::getdents64, Full, "";
     218 set_tid_address => sys_thread::set_tid_address, Full, "";
     222 timer_create => sys_time::timer_create, Partial, "SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD_ID";
     223 timer_settime => sys_time::timer_settime, Full, "";
@@ -155,18 +190,40 @@ syscall_table! {
     231 exit_group => sys_thread::exit_group, Full, "";
     234 tgkill => sys_signal::tgkill, Full, "";
     247 waitid => sys_thread::waitid, Partial, "rusage reports CPU time only";
-    262 newfstatat => sys_file::newfstatat, Partial, "AT_EMPTY_PATH on stdio descriptors";
-    267 readlinkat => sys_file::readlinkat, Partial, "/proc/self/exe only";
+    257 openat => sys_fs::openat, Full, "";
+    258 mkdirat => sys_fs::mkdirat, Full, "";
+    259 mknodat => sys_fs::mknodat, Partial, "device nodes only where the file system holds them (tmpfs, devfs)";
+    260 fchownat => sys_fs::fchownat, Full, "";
+    262 newfstatat => sys_fs::newfstatat, Full, "";
+    263 unlinkat => sys_fs::unlinkat, Full, "";
+    264 renameat => sys_fs::renameat, Full, "";
+    265 linkat => sys_fs::linkat, Full, "";
+    266 symlinkat => sys_fs::symlinkat, Full, "";
+    267 readlinkat => sys_fs::readlinkat, Full, "";
+    268 fchmodat => sys_fs::fchmodat, Full, "";
+    269 faccessat => sys_fs::faccessat, Full, "";
     273 set_robust_list => sys_thread::set_robust_list, Full, "";
     274 get_robust_list => sys_thread::get_robust_list, Full, "";
+    280 utimensat => sys_fs::utimensat, Full, "";
+    285 fallocate => sys_file::fallocate, Partial, "mode 0 only";
     292 dup3 => sys_file::dup3, Full, "";
+    293 pipe2 => sys_file::pipe2, Full, "";
+    295 preadv => sys_file::preadv, Full, "";
+    296 pwritev => sys_file::pwritev, Full, "";
     297 rt_tgsigqueueinfo => sys_signal::rt_tgsigqueueinfo, Full, "";
     302 prlimit64 => sys_thread::prlimit64, Full, "";
     309 getcpu => sys_thread::getcpu, Full, "";
+    316 renameat2 => sys_fs::renameat2, Partial, "no RENAME_WHITEOUT";
     318 getrandom => sys_info::getrandom, Full, "";
     322 execveat => sys_thread::execveat, Partial, "absolute or cwd-relative paths until the VFS exists";
+    327 preadv2 => sys_file::preadv2, Partial, "flags ignored";
+    328 pwritev2 => sys_file::pwritev2, Partial, "flags ignored";
+    332 statx => sys_fs::statx, Partial, "basic fields; no birth time, mount id or attributes";
     334 rseq => sys_thread::rseq, NoSys, "glibc runs without restartable sequences";
     435 clone3 => sys_thread::clone3, Partial, "as clone";
+    436 close_range => sys_file::close_range, Partial, "CLOSE_RANGE_UNSHARE is treated as plain close";
+    437 openat2 => sys_fs::openat2, Partial, "resolve restrictions (RESOLVE_*) return EINVAL";
+    439 faccessat2 => sys_fs::faccessat2, Full, "";
 }
 
 /// Numbers already reported as unimplemented (one log line per number).

@@ -3,7 +3,9 @@
 use super::{args, SysResult};
 use crate::arch::x86_64::frame::TrapFrame;
 use crate::arch::x86_64::usercopy::copy_to_user;
+use crate::mm::frame::{self, Zero};
 use crate::task;
+use alloc::vec::Vec;
 use qlib::layout::PAGE_SIZE;
 use qlib::linux::consts::mman::*;
 use qlib::linux::Errno;
@@ -18,7 +20,7 @@ fn with_space<R>(op: impl FnOnce(&mut crate::mm::addrspace::AddressSpace) -> Res
 }
 
 pub fn mmap(f: &mut TrapFrame) -> SysResult {
-    let [addr, len, prot, flags, _fd, off] = args(f);
+    let [addr, len, prot, flags, fd, off] = args(f);
     if !off.is_multiple_of(PAGE_SIZE) {
         return Err(Errno::EINVAL);
     }
@@ -27,10 +29,89 @@ pub fn mmap(f: &mut TrapFrame) -> SysResult {
         _ => return Err(Errno::EINVAL),
     }
     if flags & MAP_ANONYMOUS == 0 {
-        // File mappings arrive with the VFS; no descriptor is mappable yet.
-        return Err(Errno::ENODEV);
+        return map_file(addr, len, prot, flags, fd, off);
     }
     with_space(|s| s.map_anon(addr, len, prot, flags))
+}
+
+/// mmap of a file. Private mappings (and shared read-only ones, which
+/// nobody can write through) are filled from the file when mapped: the host
+/// reads the file bytes straight into fresh frames, past the end of the file
+/// the pages stay zero. Shared writable mappings of in-memory files map the
+/// file's own frames. Shared writable mappings of host files need a page
+/// cache with write-back and are refused (ENODEV) for now.
+fn map_file(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, off: u64) -> SysResult {
+    use crate::fs::FileType;
+    use qlib::hcall::GuestIovec;
+    let file = crate::syscalls::sys_file::file(fd)?;
+    if !file.readable() {
+        return Err(Errno::EACCES);
+    }
+    let inode = file.inode.clone().ok_or(Errno::ENODEV)?;
+    if inode.file_type() != FileType::Regular {
+        return Err(Errno::ENODEV);
+    }
+    let shared = flags & MAP_TYPE != MAP_PRIVATE;
+    if shared && prot & PROT_WRITE != 0 && !file.writable() {
+        return Err(Errno::EACCES);
+    }
+    if let Some(p) = &file.path {
+        if prot & PROT_EXEC != 0 && p.mnt.noexec() {
+            return Err(Errno::EPERM);
+        }
+    }
+    let len_pages = qlib::layout::align_up(len, PAGE_SIZE).ok_or(Errno::ENOMEM)?;
+    off.checked_add(len_pages).ok_or(Errno::EOVERFLOW)?;
+    let size = inode.stat()?.st_size as u64;
+    let writable_shared = shared && prot & PROT_WRITE != 0;
+    if writable_shared && file.ops.host_file().is_some() {
+        crate::klog!(crate::log::level::WARN, "mmap: shared writable mappings of host files are not supported yet");
+        return Err(Errno::ENODEV);
+    }
+    let anon_flags = if writable_shared { flags } else { (flags & !MAP_TYPE) | MAP_PRIVATE };
+    let mm = task::mm();
+    let r = (|| {
+        let mut s = mm.space.write();
+        let start = s.map_anon(addr, len, prot, anon_flags & !MAP_POPULATE)?;
+        if prot == PROT_NONE {
+            return Ok(start);
+        }
+        let file_end = size.saturating_sub(off).min(len_pages);
+        let mut va = start;
+        if writable_shared {
+            // In-memory file: its frames are the mapping.
+            while va < start + file_end {
+                let pa = file.ops.page(&file, (off + (va - start)) / PAGE_SIZE)?;
+                s.map_shared_frame(va, pa, prot)?;
+                va += PAGE_SIZE;
+            }
+            return Ok(start);
+        }
+        let mut iovs: Vec<GuestIovec> = Vec::new();
+        while va < start + file_end {
+            let pa = frame::alloc_frame(Zero::Yes).ok_or(Errno::ENOMEM)?;
+            s.map_frame(va, pa, prot)?;
+            match iovs.last_mut() {
+                Some(last) if last.gpa + last.len == pa => last.len += PAGE_SIZE,
+                _ => iovs.push(GuestIovec { gpa: pa, len: PAGE_SIZE }),
+            }
+            va += PAGE_SIZE;
+        }
+        // Only the file's bytes: the tail of the last page stays zero.
+        let want = size.saturating_sub(off).min(file_end);
+        let mut left = want;
+        for v in iovs.iter_mut() {
+            v.len = v.len.min(left);
+            left -= v.len;
+        }
+        iovs.retain(|v| v.len > 0);
+        if want > 0 {
+            crate::fs::read_frames(&file, off, &iovs)?;
+        }
+        Ok(start)
+    })();
+    mm.finish();
+    r
 }
 
 pub fn munmap(f: &mut TrapFrame) -> SysResult {

@@ -5,7 +5,6 @@ use crate::arch::x86_64::cpu;
 use crate::arch::x86_64::fpu::FpuState;
 use crate::arch::x86_64::frame::{TrapFrame, RFLAGS_IF};
 use crate::arch::x86_64::usercopy::{get_user_u64, strncpy_from_user};
-use crate::hostfile::HostFile;
 use crate::loader::{self, StackArgs};
 use crate::mm::addrspace::AddressSpace;
 use crate::mm::Mm;
@@ -51,12 +50,15 @@ pub fn copy_strings(mut ptr: u64, total: &mut usize) -> Result<Vec<Vec<u8>>, Err
     }
 }
 
-/// Joins the process's working directory and a relative path.
+/// The absolute path of `path` (resolved from the process's working
+/// directory), for /proc/self/exe and the command name.
 pub fn absolute(p: &Process, path: &[u8]) -> Vec<u8> {
     if path.first() == Some(&b'/') {
         return path.to_vec();
     }
-    let mut v = p.cwd.lock().clone();
+    let r = p.fs.lock().clone();
+    let c = r.lock();
+    let mut v = c.cwd.absolute(&c.root);
     if v.last() != Some(&b'/') {
         v.push(b'/');
     }
@@ -64,23 +66,71 @@ pub fn absolute(p: &Process, path: &[u8]) -> Vec<u8> {
     v
 }
 
+/// Most `#!` interpreters followed in one execve (Linux: 4 in 5.x+).
+const MAX_SCRIPT_DEPTH: usize = 4;
+
+/// Parses a `#!` line: the interpreter and its optional single argument.
+fn parse_shebang(head: &[u8]) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+    let line = head.strip_prefix(b"#!")?;
+    let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
+    let line = &line[..end];
+    let trim = |s: &[u8]| -> Vec<u8> {
+        let a = s.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(s.len());
+        let b = s.iter().rposition(|&b| b != b' ' && b != b'\t').map(|i| i + 1).unwrap_or(a);
+        s[a..b.max(a)].to_vec()
+    };
+    let line = trim(line);
+    if line.is_empty() {
+        return None;
+    }
+    match line.iter().position(|&b| b == b' ' || b == b'\t') {
+        Some(i) => {
+            let arg = trim(&line[i..]);
+            Some((line[..i].to_vec(), if arg.is_empty() { None } else { Some(arg) }))
+        }
+        None => Some((line, None)),
+    }
+}
+
 /// Replaces the calling process's program. On success the user frame holds
 /// the new program's entry state.
 pub fn execve(path: &[u8], argv: &[Vec<u8>], envp: &[Vec<u8>], frame: &mut TrapFrame) -> Result<(), Errno> {
     let t = current_arc();
     let p = t.process.clone();
-    let abs = absolute(&p, path);
-    let file: HostFile = loader::open_executable(&abs)?;
+    let creds = p.creds.lock().clone();
+    let fs_ref = p.fs.lock().clone();
+    let ctx = fs_ref.lock();
+    // `#!` scripts: the interpreter runs with the script's path as argument.
+    let mut argv: Vec<Vec<u8>> = argv.to_vec();
+    let mut prog: Vec<u8> = path.to_vec();
+    let mut file = loader::open_executable(&ctx, &creds, &prog)?;
+    for depth in 0.. {
+        let mut head = [0u8; 256];
+        let n = crate::fs::read_kernel(&file, 0, &mut head)?;
+        let Some((interp, arg)) = parse_shebang(&head[..n]) else { break };
+        if depth == MAX_SCRIPT_DEPTH {
+            return Err(Errno::ELOOP);
+        }
+        let mut new_argv = alloc::vec![interp.clone()];
+        new_argv.extend(arg);
+        new_argv.push(prog.clone());
+        new_argv.extend(argv.iter().skip(1).cloned());
+        argv = new_argv;
+        prog = interp;
+        file = loader::open_executable(&ctx, &creds, &prog)?;
+    }
+    // /proc/self/exe names the file itself (not the path used to reach it).
+    let abs = file.path.as_ref().map(|fp| fp.absolute(&ctx.root)).unwrap_or_else(|| absolute(&p, &prog));
 
     // Build the new image completely before touching the process: a failure
     // up to here leaves the caller running its old program.
     let (mmap_base, stack_top) = loader::layout_randomised();
     let mut space = AddressSpace::new(mmap_base).ok_or(Errno::ENOMEM)?;
-    let img = loader::load_elf(&mut space, &file)?;
+    let img = loader::load_elf(&mut space, &file, &ctx, &creds)?;
     drop(file);
+    drop(ctx);
     space.brk_start = img.brk_start;
     space.brk = img.brk_start;
-    let creds = p.creds.lock().clone();
     let argv_refs: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
     let envp_refs: Vec<&[u8]> = envp.iter().map(|a| a.as_slice()).collect();
     let hwcap = core::arch::x86_64::__cpuid(1).edx as u64;
@@ -120,8 +170,9 @@ pub fn execve(path: &[u8], argv: &[Vec<u8>], envp: &[Vec<u8>], frame: &mut TrapF
     *p.sighand.lock() = Arc::new(SpinLock::new(fresh));
     t.sig.lock().altstack = (0, 0, signal::SS_DISABLE);
     let mut files: FdTable = p.files.lock().lock().clone();
-    files.close_on_exec();
+    let closed = files.close_on_exec();
     *p.files.lock() = Arc::new(SpinLock::new(files));
+    drop(closed);
     *p.exe.lock() = abs.clone();
     let base = abs.rsplit(|&c| c == b'/').next().unwrap_or(&abs);
     let mut comm = [0u8; 16];

@@ -131,7 +131,11 @@ fn build(
             creds: SpinLock::new(pp.creds.lock().clone()),
             rlimits: SpinLock::new(*pp.rlimits.lock()),
             exe: SpinLock::new(pp.exe.lock().clone()),
-            cwd: SpinLock::new(pp.cwd.lock().clone()),
+            fs: SpinLock::new(if f & CLONE_FS != 0 {
+                pp.fs.lock().clone()
+            } else {
+                crate::fs::vfs::clone_context(&pp.fs.lock())
+            }),
             exit_signal: AtomicU32::new(a.exit_signal),
             children_cpu_ns: AtomicU64::new(0),
             dead_threads_cpu_ns: AtomicU64::new(0),

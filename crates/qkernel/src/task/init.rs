@@ -6,7 +6,6 @@ use crate::arch::x86_64::fpu::FpuState;
 use crate::arch::x86_64::frame::{TrapFrame, RFLAGS_IF};
 use crate::arch::x86_64::switch;
 use crate::boot::InitArgs;
-use crate::hostfile::HostFile;
 use crate::loader::{self, StackArgs};
 use crate::mm::addrspace::AddressSpace;
 use crate::mm::Mm;
@@ -35,13 +34,22 @@ fn absolute(cwd: &[u8], path: &[u8]) -> Vec<u8> {
 }
 
 /// Finds the program like execvp: a name without `/` is searched in PATH.
-fn resolve(name: &[u8], envp: &[&[u8]], cwd: &[u8]) -> Result<(Vec<u8>, HostFile), (Errno, Vec<u8>)> {
+/// The program's path and its open file.
+type Resolved = (Vec<u8>, Arc<crate::fs::file::File>);
+
+fn resolve(
+    name: &[u8],
+    envp: &[&[u8]],
+    cwd: &[u8],
+    ctx: &crate::fs::path::FsContext,
+    creds: &Creds,
+) -> Result<Resolved, (Errno, Vec<u8>)> {
     if name.is_empty() {
         return Err((Errno::ENOENT, Vec::new()));
     }
     if name.contains(&b'/') {
         let path = absolute(cwd, name);
-        return match loader::open_executable(&path) {
+        return match loader::open_executable(ctx, creds, &path) {
             Ok(f) => Ok((path, f)),
             Err(e) => Err((e, path)),
         };
@@ -53,7 +61,7 @@ fn resolve(name: &[u8], envp: &[&[u8]], cwd: &[u8]) -> Result<(Vec<u8>, HostFile
         let mut cand = absolute(cwd, dir);
         cand.push(b'/');
         cand.extend_from_slice(name);
-        match loader::open_executable(&cand) {
+        match loader::open_executable(ctx, creds, &cand) {
             Ok(f) => return Ok((cand, f)),
             Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => {}
             Err(e) => {
@@ -68,6 +76,7 @@ fn resolve(name: &[u8], envp: &[&[u8]], cwd: &[u8]) -> Result<(Vec<u8>, HostFile
 
 /// Builds a process with default state (for init and the platform check).
 pub fn new_process(pid: u32, mm: Arc<Mm>, creds: Creds, exe: Vec<u8>, cwd: Vec<u8>) -> Arc<Process> {
+    let creds_for_fs = creds.clone();
     Arc::new(Process {
         pid,
         parent: SpinLock::new(Weak::new()),
@@ -84,7 +93,7 @@ pub fn new_process(pid: u32, mm: Arc<Mm>, creds: Creds, exe: Vec<u8>, cwd: Vec<u
         creds: SpinLock::new(creds),
         rlimits: SpinLock::new(default_rlimits()),
         exe: SpinLock::new(exe),
-        cwd: SpinLock::new(cwd),
+        fs: SpinLock::new(crate::fs::vfs::initial_context(&cwd, &creds_for_fs)),
         exit_signal: AtomicU32::new(0),
         children_cpu_ns: AtomicU64::new(0),
         dead_threads_cpu_ns: AtomicU64::new(0),
@@ -115,16 +124,20 @@ pub fn spawn_init(args: &InitArgs) -> Result<(), (Errno, Vec<u8>)> {
     let argv: Vec<&[u8]> = args.argv().collect();
     let envp: Vec<&[u8]> = args.envp().collect();
     let name = *argv.first().ok_or((Errno::EINVAL, Vec::new()))?;
-    let (path, file) = resolve(name, &envp, args.cwd())?;
+    let h = args.header;
+    let creds = Creds::initial(h.uid, h.gid);
+    let ctx_ref = crate::fs::vfs::initial_context(args.cwd(), &creds);
+    let ctx = ctx_ref.lock();
+    let (path, file) = resolve(name, &envp, args.cwd(), &ctx, &creds)?;
     let fail = |e: Errno| (e, path.clone());
 
     let (mmap_base, stack_top) = loader::layout_randomised();
     let mut space = AddressSpace::new(mmap_base).ok_or_else(|| fail(Errno::ENOMEM))?;
-    let img = loader::load_elf(&mut space, &file).map_err(fail)?;
+    let img = loader::load_elf(&mut space, &file, &ctx, &creds).map_err(fail)?;
     drop(file);
+    drop(ctx);
     space.brk_start = img.brk_start;
     space.brk = img.brk_start;
-    let h = args.header;
     let hwcap = core::arch::x86_64::__cpuid(1).edx as u64;
     let vdso = crate::mm::vdso::map(&mut space).map_err(fail)?;
     let sp = loader::build_stack(

@@ -231,8 +231,8 @@ pub struct Process {
     pub rlimits: SpinLock<[Rlimit; RLIM_NLIMITS]>,
     /// Path of the executable (for /proc/self/exe).
     pub exe: SpinLock<Vec<u8>>,
-    /// Working directory (absolute path; the VFS will replace it).
-    pub cwd: SpinLock<Vec<u8>>,
+    /// Root, working directory and umask (shared with CLONE_FS).
+    pub fs: SpinLock<crate::fs::path::FsRef>,
     /// Signal sent to the parent when this process exits (usually SIGCHLD).
     pub exit_signal: AtomicU32,
     /// CPU time of reaped children (for getrusage/times).

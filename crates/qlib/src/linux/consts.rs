@@ -111,6 +111,7 @@ pub mod mode {
     pub const S_IFIFO: u32 = 0o010000;
     pub const S_ISUID: u32 = 0o4000;
     pub const S_ISGID: u32 = 0o2000;
+    pub const S_ISVTX: u32 = 0o1000;
 }
 
 /// Clocks for `clock_gettime`.

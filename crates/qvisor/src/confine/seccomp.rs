@@ -38,6 +38,8 @@ pub struct Insn {
 
 /// Offsets in `struct seccomp_data`.
 const OFF_NR: u32 = 0;
+/// Low 32 bits of AT_FDCWD (-100).
+const AT_FDCWD_LO: u32 = (-100i32) as u32;
 const OFF_ARCH: u32 = 4;
 const fn off_arg_lo(i: u32) -> u32 {
     16 + 8 * i
@@ -53,9 +55,16 @@ enum Target {
 
 enum Op {
     Load(u32),
-    Jump { code: u16, k: u32, t: Target, f: Target },
+    Jump {
+        code: u16,
+        k: u32,
+        t: Target,
+        f: Target,
+    },
     Ret(u32),
     Label(usize),
+    /// A ready instruction (a spliced fragment with internal jumps).
+    Raw(Insn),
 }
 
 /// A tiny assembler resolving symbolic jump targets.
@@ -108,6 +117,7 @@ impl Asm {
                 Op::Load(off) => Insn { code: BPF_LD_W_ABS, jt: 0, jf: 0, k: *off },
                 Op::Jump { code, k, t, f } => Insn { code: *code, jt: rel(t), jf: rel(f), k: *k },
                 Op::Ret(v) => Insn { code: BPF_RET_K, jt: 0, jf: 0, k: *v },
+                Op::Raw(i) => *i,
                 Op::Label(_) => unreachable!(),
             });
         }
@@ -160,8 +170,8 @@ pub const ALLOWED: &[u64] = &[
 pub const KVM_IOCTLS: &[u64] =
     &[kvm::KVM_RUN, kvm::KVM_GET_REGS, kvm::KVM_GET_SREGS, kvm::KVM_GET_MP_STATE, kvm::KVM_SIGNAL_MSI];
 
-/// Builds the filter. `root_fd` is the only descriptor openat2 may resolve against.
-pub fn build(root_fd: i32) -> Vec<Insn> {
+/// Builds the filter.
+pub fn build() -> Vec<Insn> {
     use Target::*;
     let mut ops = vec![
         Op::Load(OFF_ARCH),
@@ -172,14 +182,20 @@ pub fn build(root_fd: i32) -> Vec<Insn> {
     for &n in ALLOWED {
         ops.push(Op::Jump { code: BPF_JMP_JEQ_K, k: n as u32, t: Allow, f: Next });
     }
+    // The file service's calls with their argument rules (docs/hostfs.md),
+    // after the calls allowed with any arguments so its rules only narrow
+    // calls the base list does not allow; falls through with the number
+    // loaded. It allows openat2 on any descriptor (handles): the resolve
+    // flags the service sets and the empty root confine it.
     const IOCTL: usize = 1;
     const MMAP: usize = 2;
     const OPENAT2: usize = 3;
     const CLONE3: usize = 4;
+    ops.push(Op::Jump { code: BPF_JMP_JEQ_K, k: nr::OPENAT2 as u32, t: Label(OPENAT2), f: Next });
+    ops.extend(crate::hostfs::seccomp::fragment().into_iter().map(Op::Raw));
     ops.push(Op::Jump { code: BPF_JMP_JEQ_K, k: nr::IOCTL as u32, t: Label(IOCTL), f: Next });
     ops.push(Op::Jump { code: BPF_JMP_JEQ_K, k: nr::MMAP as u32, t: Label(MMAP), f: Next });
     ops.push(Op::Jump { code: BPF_JMP_JEQ_K, k: nr::MPROTECT as u32, t: Label(MMAP), f: Next });
-    ops.push(Op::Jump { code: BPF_JMP_JEQ_K, k: nr::OPENAT2 as u32, t: Label(OPENAT2), f: Next });
     ops.push(Op::Jump { code: BPF_JMP_JEQ_K, k: nr::CLONE3 as u32, t: Label(CLONE3), f: Kill });
 
     // ioctl: KVM vCPU requests on any descriptor; terminal requests on 0..=2.
@@ -201,10 +217,11 @@ pub fn build(root_fd: i32) -> Vec<Insn> {
     ops.push(Op::Load(off_arg_lo(2)));
     ops.push(Op::Jump { code: BPF_JMP_JSET_K, k: PROT_EXEC, t: Kill, f: Allow });
 
-    // openat2: only beneath the container root.
+    // openat2: relative to a descriptor (the root or a file-service handle),
+    // never to the VMM's working directory.
     ops.push(Op::Label(OPENAT2));
     ops.push(Op::Load(off_arg_lo(0)));
-    ops.push(Op::Jump { code: BPF_JMP_JEQ_K, k: root_fd as u32, t: Allow, f: Kill });
+    ops.push(Op::Jump { code: BPF_JMP_JEQ_K, k: AT_FDCWD_LO, t: Kill, f: Allow });
 
     // clone3: ENOSYS, so nothing (e.g. a library) can start a thread or
     // process; glibc would fall back to clone, which is killed.
@@ -277,7 +294,7 @@ mod tests {
     const ROOT: i32 = 7;
 
     fn run(nr: u64, args: [u64; 6]) -> u32 {
-        evaluate(&build(ROOT), nr as u32, args)
+        evaluate(&build(), nr as u32, args)
     }
 
     #[test]
@@ -305,7 +322,7 @@ mod tests {
         // No executable memory.
         assert_eq!(run(nr::MMAP, [0, 4096, 7, 0x22, 0, 0]), SECCOMP_RET_KILL_PROCESS);
         assert_eq!(run(nr::MPROTECT, [0x1000, 4096, 5, 0, 0, 0]), SECCOMP_RET_KILL_PROCESS);
-        // openat2 only beneath the root.
+        // openat2 never relative to the VMM's working directory.
         assert_eq!(run(nr::OPENAT2, [(-100i64) as u64, 0, 0, 24, 0, 0]), SECCOMP_RET_KILL_PROCESS);
         // clone3 reports ENOSYS; x32 and foreign architectures die.
         assert_eq!(run(nr::CLONE3, [0; 6]), SECCOMP_RET_ERRNO | 38);
