@@ -5,6 +5,8 @@
 //                            with emulated supervisor instructions per call
 //   hostq_stdin_wake_latency a guest blocked in read(0) on a pipe: host write ->
 //                            guest read returns, vs the same program natively
+//                            (detail: host write -> the guest kernel resumes the
+//                            parked task, from quark_test with --test-hooks)
 //   hostq_blocked_read_cpu   host CPU of the sandbox while the guest waits in read
 // Usage: npx tsx bench/sandbox/hostq.bench.ts [--quick]
 import { execFileSync, spawn } from 'node:child_process';
@@ -142,7 +144,7 @@ async function blockedReader(
   cmd: string,
   args: string[],
   rounds: number,
-): Promise<{ latencies: number[]; ticks: number }> {
+): Promise<{ latencies: number[]; resumed: number[]; ticks: number }> {
   const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'inherit'] });
   const closed = new Promise((r) => child.once('close', r));
   let buf = '';
@@ -170,21 +172,27 @@ async function blockedReader(
   await sleep(1000);
   const ticks = cpuTicks(pids) - t0;
   const latencies: number[] = [];
+  const resumed: number[] = [];
   for (let i = 0; i < rounds; i++) {
     const sent = process.hrtime.bigint();
     child.stdin.write('x\n');
-    const m = /^woke (\d+)/.exec(await next());
+    const m = /^woke (\d+) (\d+)/.exec(await next());
     latencies.push(Number(BigInt(m?.[1] ?? '0') - sent) / 1000);
+    resumed.push(Number(BigInt(m?.[2] ?? '0') - sent) / 1000);
     await sleep(30);
   }
   child.stdin.end();
   await closed;
-  return { latencies, ticks };
+  return { latencies, resumed, ticks };
 }
 
 {
   const rounds = quick ? 15 : 41;
-  const guest = await blockedReader(sandbox, ['--rootfs', rootfs, '--', '/stdin_wait', 'wake', String(rounds)], rounds);
+  const guest = await blockedReader(
+    sandbox,
+    ['--rootfs', rootfs, '--test-hooks', '--', '/stdin_wait', 'wake', String(rounds)],
+    rounds,
+  );
   const native = await blockedReader(join(rootfs, 'stdin_wait'), ['wake', String(rounds)], rounds);
   const sorted = [...guest.latencies].sort((a, b) => a - b);
   emit({
@@ -194,6 +202,7 @@ async function blockedReader(
     baseline: Number(median(native.latencies).toFixed(0)),
     baseline_name: 'the same program natively (read on the same kind of pipe)',
     detail: {
+      task_resumed_in_guest_kernel_median_us: Number(median(guest.resumed).toFixed(0)),
       p10_us: Number((sorted[Math.floor(sorted.length / 10)] ?? NaN).toFixed(0)),
       p90_us: Number((sorted[Math.floor((sorted.length * 9) / 10)] ?? NaN).toFixed(0)),
       rounds,

@@ -1,25 +1,25 @@
 //! Queued host calls, guest side (protocol and layout: `qlib::hostq`; which
 //! call takes which path: docs/architecture.md, "Host calls").
 //!
-//! A task posts a 64-byte request to its vCPU's submission ring and parks;
-//! the host I/O thread executes it and posts a 32-byte response to that
-//! vCPU's completion ring; the completion interrupt (sent only while this
-//! vCPU advertised that a task waits) drains the ring and wakes the task.
+//! A task claims an entry of its vCPU's completion table, posts a 64-byte
+//! request tagged with it to the vCPU's submission ring and parks (after
+//! polling briefly when the answer is expected soon); the host I/O thread
+//! executes the request and writes the 32-byte response into the entry; the
+//! completion interrupt (sent only while a task of that vCPU advertised that
+//! it waits) wakes the task, which reads its own entry.
 //!
-//! Per-vCPU state, no locks: vCPU `c` is the only producer of submission
-//! ring `c` and the only consumer of completion ring `c` (the kernel runs
-//! with interrupts disabled, so a vCPU is one thread of execution and the
-//! completion interrupt can never nest inside another ring operation).
-//! A request occupies one of `MAX_INFLIGHT` slots of its vCPU until the
-//! waiting task has read the response; the slot records the task to wake and
-//! receives the response. A task may migrate while it waits; its completion
-//! still arrives on the vCPU it submitted from, whose completion ring stays
-//! armed while any of its requests is in flight.
+//! Per-vCPU state, no locks: vCPU `c` is the only producer of submission ring
+//! `c` and the only code that claims entries of table `c` (the kernel runs
+//! with interrupts disabled, so a vCPU is one thread of execution). A task
+//! may migrate while it waits; its completion still lands in the table of
+//! the vCPU it submitted from, whose completion interrupt stays armed while
+//! any of its entries has a waiting task, and that vCPU's interrupt handler
+//! wakes it wherever it is queued.
 //!
 //! Supervisor instructions are expensive on kvm_pvm hosts (each one is
-//! emulated, about 1 µs), so the paths here are short: no allocation on the
-//! submit/complete path, one ring operation each, and the doorbell (a VM
-//! exit) only when the host thread sleeps.
+//! emulated, about 1–2 µs), so the paths here are short: no allocation on the
+//! submit/complete path, a poll is one load, and the doorbell (a VM exit)
+//! rings only when the host thread sleeps.
 
 use crate::arch::x86_64::{cpu, percpu};
 use crate::hcall;
@@ -28,20 +28,20 @@ use crate::task::{self, sched, State, Task};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use qlib::hcall::{Call, GuestIovec, IO_NONBLOCK};
-use qlib::hostq::{self, op, tag, Cqe, Sqe, MAX_INFLIGHT};
+use qlib::hostq::{self, done_word, op, tag, Sqe, MAX_INFLIGHT};
 use qlib::layout::{kernel_va_to_pa, phys_to_virt, port, MAX_VCPUS};
 use qlib::linux::Errno;
 use shmq::{spsc, Region, Wake};
 
-/// Times a submitting task looks at the completion ring before it parks. A
-/// host thread that is awake answers a Nop in a few microseconds; parking
-/// and being woken costs hundreds of emulated instructions (see the
-/// measurements in docs/architecture.md).
-const POLL_BUDGET: u32 = 8;
+/// Times a submitting task looks at its completion entry before it parks
+/// (one load each) when the answer is expected soon: about the time an
+/// awake host thread needs for a short operation. Parking and being woken
+/// costs a few hundred emulated instructions (docs/architecture.md).
+const POLL_BUDGET: u32 = 16;
 
-/// The guest's side of the wakeup protocol: the doorbell.
+/// The guest's side of the submission ring's wakeup protocol: the doorbell.
 struct Doorbell;
 
 impl Wake for Doorbell {
@@ -58,13 +58,10 @@ impl Wake for Doorbell {
     }
 }
 
-/// One vCPU's rings.
+/// One vCPU's submission ring.
 struct Queue {
     sq: spsc::Producer<'static, Sqe, Doorbell>,
-    cq: spsc::Consumer<'static, Cqe, Doorbell>,
-    /// Requests submitted from this vCPU and not completed yet.
-    inflight: u32,
-    /// A ring failed (a host bug): no more queued calls from this vCPU.
+    /// The ring failed (a host bug): no more queued calls from this vCPU.
     broken: bool,
 }
 
@@ -74,30 +71,35 @@ struct PerVcpu(UnsafeCell<Option<Queue>>);
 // (see the module docs), after boot initialised it.
 unsafe impl Sync for PerVcpu {}
 
-/// An in-flight request.
+/// Guest-private state of one completion table entry.
 struct Slot {
-    /// Changes with every use; part of the tag.
+    /// Changes with every claim; part of the tag. Written only by the
+    /// entry's vCPU.
     generation: AtomicU32,
-    /// The response is there.
-    done: AtomicBool,
-    resp: [AtomicU64; 4],
-    /// The task to wake. Written by the submitter and taken by the completer,
-    /// both on the slot's vCPU with interrupts disabled.
-    task: UnsafeCell<Option<Arc<Task>>>,
+    /// The task to wake (`Arc::into_raw`), or null. Whoever swaps it out
+    /// (the interrupt handler waking the task, or the task itself when it
+    /// saw the completion first) owns the reference.
+    task: AtomicPtr<Task>,
 }
-
-// SAFETY: `task` follows the rule above; everything else is atomic.
-unsafe impl Sync for Slot {}
 
 static REGION: Once<Region> = Once::new();
 static QUEUES: [PerVcpu; MAX_VCPUS as usize] = [const { PerVcpu(UnsafeCell::new(None)) }; MAX_VCPUS as usize];
 static SLOTS: Once<Vec<Slot>> = Once::new();
-/// Busy slots per vCPU (bit `i`: slot `i`). Only vCPU `c` sets bits of
-/// `BUSY[c]`; any vCPU clears them (a task frees its slot where it runs).
+/// Claimed entries per vCPU (bit `i`: entry `i`). Only vCPU `c` sets bits of
+/// `BUSY[c]`; any vCPU clears them (a task frees its entry where it runs).
 static BUSY: [AtomicU64; MAX_VCPUS as usize] = [const { AtomicU64::new(0) }; MAX_VCPUS as usize];
 static READY: AtomicBool = AtomicBool::new(false);
+/// When (monotonic ns) a parked task last resumed with its completion;
+/// recorded only with test hooks (`quark_test` reads it for the wake-latency
+/// test).
+static LAST_WAKE_NS: AtomicU64 = AtomicU64::new(0);
 
-const _: () = assert!(MAX_INFLIGHT == 64, "BUSY holds 64 slots per vCPU");
+/// See [`LAST_WAKE_NS`].
+pub fn last_wake_ns() -> u64 {
+    LAST_WAKE_NS.load(Ordering::Relaxed)
+}
+
+const _: () = assert!(MAX_INFLIGHT == 64, "BUSY holds 64 entries per vCPU");
 const _: () = {
     use crate::arch::x86_64::apic;
     let v = hostq::COMPLETION_VECTOR;
@@ -125,24 +127,23 @@ pub fn init() {
     let region = REGION.get();
     let mut slots = Vec::with_capacity((vcpus * MAX_INFLIGHT) as usize);
     for _ in 0..vcpus * MAX_INFLIGHT {
-        slots.push(Slot {
-            generation: AtomicU32::new(0),
-            done: AtomicBool::new(true),
-            resp: [const { AtomicU64::new(0) }; 4],
-            task: UnsafeCell::new(None),
-        });
+        slots.push(Slot { generation: AtomicU32::new(0), task: AtomicPtr::new(core::ptr::null_mut()) });
     }
     // SAFETY: boot vCPU, once, before any reader.
     unsafe { SLOTS.init(slots) };
     for c in 0..vcpus {
-        let sq = spsc::Producer::attach(region, hostq::sq_offset(c), Doorbell);
-        let cq = spsc::Consumer::attach(region, hostq::cq_offset(c), Doorbell);
-        let (Ok(sq), Ok(cq)) = (sq, cq) else {
-            crate::klog!(crate::log::level::ERROR, "hostq: the host's rings for vCPU ", c, " do not attach");
+        let Ok(sq) = spsc::Producer::attach(region, hostq::sq_offset(c), Doorbell) else {
+            crate::klog!(crate::log::level::ERROR, "hostq: the host's ring for vCPU ", c, " does not attach");
             return;
         };
+        // Everything this vCPU will touch in its block must be addressable.
+        if region.atomic_u32(hostq::wait_offset(c)).is_err()
+            || region.atomic_u32(hostq::completion_offset(c, MAX_INFLIGHT - 1)).is_err()
+        {
+            return;
+        }
         // SAFETY: boot, before the other vCPUs run: nobody else touches the entry.
-        unsafe { *QUEUES[c as usize].0.get() = Some(Queue { sq, cq, inflight: 0, broken: false }) };
+        unsafe { *QUEUES[c as usize].0.get() = Some(Queue { sq, broken: false }) };
     }
     READY.store(true, Ordering::Release);
 }
@@ -155,13 +156,14 @@ pub fn available() -> bool {
 /// This vCPU's queue.
 ///
 /// # Safety
-/// Interrupts must stay disabled while the reference is used (kernel code
-/// always runs so), and it must not be held across `schedule()`.
+/// `c` must be the current vCPU, interrupts must stay disabled while the
+/// reference is used (kernel code always runs so), and it must not be held
+/// across `schedule()` or `yield_now()`.
 #[allow(clippy::mut_from_ref)]
 unsafe fn queue(c: usize) -> Option<&'static mut Queue> {
-    // SAFETY: only vCPU `c` calls this for `c` (callers pass cpu_index()),
-    // with interrupts disabled, and never keeps the reference across a
-    // point where the interrupt handler could run: no aliasing.
+    // SAFETY: only vCPU `c` calls this for `c`, with interrupts disabled, and
+    // never keeps the reference across a point where other code of this vCPU
+    // could run: no aliasing.
     unsafe { (*QUEUES[c].0.get()).as_mut() }
 }
 
@@ -169,101 +171,80 @@ fn slot(c: usize, i: u32) -> &'static Slot {
     &SLOTS.get()[c * MAX_INFLIGHT as usize + i as usize]
 }
 
-/// Takes every completion of this vCPU's ring, wakes the tasks, and re-arms
-/// the completion interrupt while requests remain in flight. Called by the
-/// completion interrupt and by submitters before they park.
-pub fn drain() {
-    drain_ring(true)
+/// The `done` word of entry `i` of vCPU `c` (checked at boot to be in the area).
+fn done_of(c: usize, i: u32) -> Option<&'static AtomicU32> {
+    REGION.get().atomic_u32(hostq::completion_offset(c as u32, i)).ok()
 }
 
-/// `arm`: leave the completion interrupt armed while requests remain in
-/// flight. A submitter that only polls does not arm (an interrupt for a
-/// completion it takes itself would be wasted work); the flag then stays as
-/// the last arming left it, which is armed whenever another task waits: only
-/// the host clears it, and then it also sends the interrupt whose handler
-/// re-arms.
-fn drain_ring(arm: bool) {
+/// The completion waiting flag of vCPU `c`.
+fn waiting_of(c: usize) -> Option<&'static AtomicU32> {
+    REGION.get().atomic_u32(hostq::wait_offset(c as u32)).ok()
+}
+
+/// Makes a waiting task runnable.
+fn wake_task(t: Arc<Task>) {
+    if Arc::as_ptr(&t) as u64 == percpu::this_cpu().current {
+        // This vCPU's current task: polling, or halted in place
+        // (`sched::schedule_or_halt`) and interrupted by us. Making it
+        // runnable is all it needs; no run queue is involved.
+        let _ =
+            t.state.compare_exchange(State::Sleeping as u8, State::Runnable as u8, Ordering::AcqRel, Ordering::Acquire);
+    } else {
+        sched::wake(&t);
+    }
+}
+
+/// Wakes this vCPU's tasks whose completions arrived; returns (woke any,
+/// tasks still waiting).
+fn scan(c: usize) -> (bool, bool) {
+    let mut busy = BUSY[c].load(Ordering::Acquire);
+    let (mut woke, mut left) = (false, false);
+    while busy != 0 {
+        let i = busy.trailing_zeros();
+        busy &= busy - 1;
+        let s = slot(c, i);
+        if s.task.load(Ordering::Acquire).is_null() {
+            continue;
+        }
+        let Some(done) = done_of(c, i) else { continue };
+        if done.load(Ordering::Acquire) != done_word(s.generation.load(Ordering::Relaxed)) {
+            left = true;
+            continue;
+        }
+        let p = s.task.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        if !p.is_null() {
+            // SAFETY: `p` came from Arc::into_raw in `submit`; the swap made
+            // this the only owner of that reference.
+            wake_task(unsafe { Arc::from_raw(p) });
+            woke = true;
+        }
+    }
+    (woke, left)
+}
+
+/// The completion interrupt: wakes the tasks whose completions arrived and
+/// re-arms the interrupt while others of this vCPU still wait.
+pub fn interrupt() {
     if !available() {
         return;
     }
     let c = percpu::cpu_index();
-    // SAFETY: `c` is this vCPU; interrupts are disabled here.
-    if let Some(q) = unsafe { queue(c) } {
-        take_completions(c, q, arm);
-    }
-}
-
-fn take_completions(c: usize, q: &mut Queue, arm: bool) {
-    if q.broken {
-        return;
-    }
+    let Some(waiting) = waiting_of(c) else { return };
+    let mut armed = false;
     loop {
-        // Nothing more is due once every request completed (a stale or
-        // bogus extra entry can wait for the next drain).
-        while q.inflight > 0 {
-            match q.cq.try_pop() {
-                Ok(Some(cqe)) => complete(c, q, &cqe),
-                Ok(None) => break,
-                Err(_) => {
-                    q.broken = true;
-                    crate::klog!(crate::log::level::ERROR, "hostq: vCPU ", c, "'s completion ring is corrupt");
-                    return;
-                }
-            }
-        }
-        if q.inflight == 0 || !arm {
+        let (woke, left) = scan(c);
+        if !left || (armed && !woke) {
             return;
         }
-        // Requests remain: ask for the interrupt (flag, fence, re-check).
-        match q.cq.arm() {
-            Ok(false) => return,
-            Ok(true) => continue,
-            Err(_) => {
-                q.broken = true;
-                return;
-            }
-        }
+        // Tasks remain: ask for the next interrupt (flag, fence, re-check:
+        // the scan above runs once more after the fence).
+        waiting.store(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        armed = true;
     }
 }
 
-fn complete(c: usize, q: &mut Queue, cqe: &Cqe) {
-    let (v, i, g) = (tag::vcpu(cqe.tag), tag::slot(cqe.tag), tag::generation(cqe.tag));
-    if v as usize != c || i >= MAX_INFLIGHT {
-        return;
-    }
-    let s = slot(c, i);
-    // A slot that is free or already completed has `done` set (it is
-    // cleared only when the slot is claimed, with a new generation).
-    if s.generation.load(Ordering::Relaxed) & 0xffff != g || s.done.load(Ordering::Relaxed) {
-        return;
-    }
-    // SAFETY: this vCPU, interrupts disabled: the submitter (same vCPU) is
-    // not running this code concurrently (see `Slot::task`).
-    let task = unsafe { (*s.task.get()).take() };
-    for (d, v) in s.resp.iter().zip(cqe.resp) {
-        d.store(v, Ordering::Relaxed);
-    }
-    // Release: the response is visible to whoever sees `done`.
-    s.done.store(true, Ordering::Release);
-    q.inflight = q.inflight.saturating_sub(1);
-    if let Some(t) = task {
-        if Arc::as_ptr(&t) as u64 == percpu::this_cpu().current {
-            // The waiter is this vCPU's current task: polling, or halted in
-            // place (`sched::schedule_or_halt`) and interrupted by us. Making
-            // it runnable is all it needs; no run queue is involved.
-            let _ = t.state.compare_exchange(
-                State::Sleeping as u8,
-                State::Runnable as u8,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
-        } else {
-            sched::wake(&t);
-        }
-    }
-}
-
-/// Claims a free slot of this vCPU for the current task; returns its tag.
+/// Claims a free entry of this vCPU for the current task and submits; returns the tag.
 fn submit(c: usize, opcode: u32, req: &[u64; 8]) -> Option<u32> {
     let busy = BUSY[c].load(Ordering::Relaxed);
     if busy == u64::MAX {
@@ -275,22 +256,27 @@ fn submit(c: usize, opcode: u32, req: &[u64; 8]) -> Option<u32> {
     let s = slot(c, i);
     let g = s.generation.load(Ordering::Relaxed).wrapping_add(1) & 0xffff;
     s.generation.store(g, Ordering::Relaxed);
-    s.done.store(false, Ordering::Relaxed);
-    // SAFETY: the slot was free (no completer will look at it until the
-    // request is published below); this vCPU, interrupts disabled.
-    unsafe { *s.task.get() = Some(task::current_arc()) };
+    s.task.store(Arc::into_raw(task::current_arc()) as *mut Task, Ordering::Release);
     let t = tag::make(c as u32, i, g);
     // SAFETY: this vCPU, interrupts disabled; not held across schedule().
-    let q = unsafe { queue(c) }?;
-    let pushed = !q.broken && matches!(q.sq.try_push(Sqe { tag: t, op: opcode, req: *req }), Ok(true));
+    let pushed = unsafe { queue(c) }
+        .is_some_and(|q| !q.broken && matches!(q.sq.try_push(Sqe { tag: t, op: opcode, req: *req }), Ok(true)));
     if !pushed {
-        // SAFETY: as above; the request was never published.
-        unsafe { *s.task.get() = None };
-        BUSY[c].fetch_and(!(1 << i), Ordering::Release);
+        release(c, i);
         return None;
     }
-    q.inflight += 1;
     Some(t)
+}
+
+/// Frees entry `i` of vCPU `c` (from any vCPU), dropping a task reference
+/// nobody took.
+fn release(c: usize, i: u32) {
+    let p = slot(c, i).task.swap(core::ptr::null_mut(), Ordering::AcqRel);
+    if !p.is_null() {
+        // SAFETY: from Arc::into_raw in `submit`; the swap made us its owner.
+        drop(unsafe { Arc::from_raw(p) });
+    }
+    BUSY[c].fetch_and(!(1 << i), Ordering::Release);
 }
 
 /// Asks the host to finish the request `target` at once (a signal came).
@@ -324,7 +310,7 @@ pub struct Completion {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Expect {
     /// Soon (the host thread is likely awake or the operation is short):
-    /// poll the completion ring a few times before parking.
+    /// poll the completion entry a few times before parking.
     Soon,
     /// After an outside event (the host already said it would have to
     /// wait): park at once, polling would only burn emulated instructions.
@@ -347,27 +333,28 @@ pub fn call(opcode: u32, req: &[u64; 8], interruptible: bool, expect: Expect) ->
         if unsafe { queue(c) }.is_none_or(|q| q.broken) {
             return None;
         }
-        // Every slot busy (or the ring full): let completions arrive.
-        drain();
+        // Every entry busy (or the ring full): let others finish.
         sched::yield_now();
     };
-    let s = slot(c, tag::slot(t));
-    // SAFETY: this vCPU, interrupts disabled; not held across schedule().
-    if let (Some(q), Expect::Soon) = (unsafe { queue(c) }, expect) {
+    let i = tag::slot(t);
+    let want = done_word(tag::generation(t));
+    let (Some(done), Some(waiting)) = (done_of(c, i), waiting_of(c)) else {
+        release(c, i);
+        return None;
+    };
+    if expect == Expect::Soon {
         for _ in 0..POLL_BUDGET {
-            if q.cq.peek_nonempty() {
-                take_completions(c, q, false);
-            }
-            if s.done.load(Ordering::Acquire) {
-                return Some(finish(c, s, t, false));
+            if done.load(Ordering::Acquire) == want {
+                return Some(finish(c, i, false));
             }
             core::hint::spin_loop();
         }
     }
     let me = task::current();
     let mut cancelled = false;
+    let mut parked = false;
     loop {
-        if s.done.load(Ordering::Acquire) {
+        if done.load(Ordering::Acquire) == want {
             break;
         }
         let may_interrupt = interruptible && !cancelled;
@@ -378,11 +365,14 @@ pub fn call(opcode: u32, req: &[u64; 8], interruptible: bool, expect: Expect) ->
         }
         task::interruptible_sleep(me, may_interrupt);
         me.state.store(State::Sleeping as u8, Ordering::SeqCst);
-        // Takes what arrived and arms this vCPU's completion interrupt.
-        drain();
-        let abort = s.done.load(Ordering::Acquire) || (may_interrupt && crate::task::signal::has_deliverable(me));
+        // Ask vCPU c for the completion interrupt (shmq's sleeper step:
+        // flag, SeqCst fence, re-check), wherever this task runs now.
+        waiting.store(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let abort = done.load(Ordering::Acquire) == want || (may_interrupt && crate::task::signal::has_deliverable(me));
         if !abort {
             sched::schedule_or_halt();
+            parked = true;
         } else {
             // Undo the sleep unless a waker already did.
             let _ = me.state.compare_exchange(
@@ -394,12 +384,17 @@ pub fn call(opcode: u32, req: &[u64; 8], interruptible: bool, expect: Expect) ->
         }
         task::interruptible_sleep(me, false);
     }
-    Some(finish(c, s, t, cancelled))
+    if parked && crate::boot::params().flags & qlib::boot::flags::TEST_HOOKS != 0 {
+        LAST_WAKE_NS.store(crate::time::monotonic_ns(), Ordering::Relaxed);
+    }
+    Some(finish(c, i, cancelled))
 }
 
-fn finish(c: usize, s: &Slot, t: u32, cancelled: bool) -> Completion {
-    let resp = [0, 1, 2, 3].map(|i| s.resp[i].load(Ordering::Relaxed));
-    BUSY[c].fetch_and(!(1 << tag::slot(t)), Ordering::Release);
+fn finish(c: usize, i: u32, cancelled: bool) -> Completion {
+    let at = hostq::completion_offset(c as u32, i) + hostq::RESP_OFFSET;
+    // The acquire load of `done` that ended the wait orders this read.
+    let resp = REGION.get().read_pod::<[u64; 4]>(at).unwrap_or([Errno::EIO.to_ret() as u64, 0, 0, 0]);
+    release(c, i);
     Completion { resp, cancelled }
 }
 

@@ -2,9 +2,10 @@
 //!
 //! One host I/O thread ("hostq") serves the submission ring of every vCPU.
 //! It routes each request by operation number to a [`Service`] (the
-//! [`Dispatcher`]), posts the completion to that vCPU's completion ring and,
-//! only if the vCPU advertised that a task waits (the ring's consumer
-//! waiting flag), injects the completion interrupt with KVM_SIGNAL_MSI.
+//! [`Dispatcher`]), writes the response into the request's entry of that
+//! vCPU's completion table and, only if the vCPU advertised that a task
+//! waits (its completion waiting flag), injects the completion interrupt
+//! with KVM_SIGNAL_MSI.
 //!
 //! A service never blocks the thread on a descriptor: it answers
 //! [`Step::Wait`] with the descriptor and the poll(2) events it needs, and
@@ -29,10 +30,10 @@ use crate::log::Log;
 use crate::memory::GuestMemory;
 use crate::sys::{self, Errno, PollFd};
 use qlib::hcall::GuestIovec;
-use qlib::hostq::{self, op, Cqe, Sqe};
+use qlib::hostq::{self, op, Sqe};
 use shmq::host::EventFd;
-use shmq::{spsc, Region, Wake};
-use std::collections::{HashMap, VecDeque};
+use shmq::{spsc, Region};
+use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -44,13 +45,14 @@ use std::time::{Duration, Instant};
 /// docs/architecture.md, "Host calls", for the measurement behind it).
 pub const SPIN: Duration = Duration::from_micros(0);
 
-/// Creates the rings of `vcpus` vCPUs in the hostq area at `pa` (before boot;
-/// the guest attaches to them).
+/// Creates the submission rings and empty completion tables of `vcpus`
+/// vCPUs in the hostq area at `pa` (before boot; the guest attaches).
 pub fn init_rings(mem: &GuestMemory, pa: u64, vcpus: u32) -> Result<(), String> {
-    let region = mem.region(pa, hostq::area_size(vcpus)).map_err(|e| format!("hostq area: {e}"))?;
+    let size = hostq::area_size(vcpus);
+    let region = mem.region(pa, size).map_err(|e| format!("hostq area: {e}"))?;
+    region.zero(0, size as usize).map_err(|e| e.to_string())?;
     for i in 0..vcpus {
         spsc::init::<Sqe>(&region, hostq::sq_offset(i), hostq::SQ_SLOTS).map_err(|e| e.to_string())?;
-        spsc::init::<Cqe>(&region, hostq::cq_offset(i), hostq::CQ_SLOTS).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -276,28 +278,6 @@ pub struct Counters {
     pub doorbells: AtomicU64,
 }
 
-/// The completion interrupt for one vCPU (the host side's shmq `Wake`).
-struct Interrupt {
-    vcpu: u32,
-    counters: Arc<Counters>,
-}
-
-impl Wake for Interrupt {
-    fn wake_peer(&self) -> shmq::Result<()> {
-        self.counters.interrupts.fetch_add(1, Ordering::Relaxed);
-        crate::events::interrupt(self.vcpu, hostq::COMPLETION_VECTOR as u32)
-            .map_err(|e| shmq::Error::Os { op: "KVM_SIGNAL_MSI", errno: e.0 as i32 })
-    }
-    fn sleep(&self) -> shmq::Result<()> {
-        // Never used: the I/O thread sleeps in its own ppoll (see `serve`).
-        std::hint::spin_loop();
-        Ok(())
-    }
-    fn wake_sibling(&self) -> shmq::Result<()> {
-        Ok(())
-    }
-}
-
 /// The running I/O thread.
 pub struct Handle {
     stop: EventFd,
@@ -371,11 +351,12 @@ struct Pending {
 
 struct Queues<'a> {
     mem: &'a GuestMemory,
+    region: &'a Region,
     dispatcher: &'a Dispatcher,
     log: &'a Log,
-    sqs: Vec<Option<spsc::Consumer<'a, Sqe, Interrupt>>>,
-    cqs: Vec<Option<spsc::Producer<'a, Cqe, Interrupt>>>,
-    backlog: Vec<VecDeque<Cqe>>,
+    /// The submission rings. The guest never sleeps on a full ring (it
+    /// yields and retries), so freeing slots wakes nobody: `shmq::Poll`.
+    sqs: Vec<Option<spsc::Consumer<'a, Sqe, shmq::Poll>>>,
     pending: Vec<Pending>,
     counters: &'a Counters,
 }
@@ -391,27 +372,19 @@ fn serve(setup: Setup, stop: &EventFd, counters: Arc<Counters>) {
     };
     let mut q = Queues {
         mem,
+        region: &region,
         dispatcher: &setup.dispatcher,
         log: &setup.log,
         sqs: Vec::new(),
-        cqs: Vec::new(),
-        backlog: (0..setup.vcpus).map(|_| VecDeque::new()).collect(),
         pending: Vec::new(),
         counters: &counters,
     };
     for i in 0..setup.vcpus {
-        let wake = || Interrupt { vcpu: i, counters: counters.clone() };
-        let sq = spsc::Consumer::attach(&region, hostq::sq_offset(i), wake());
-        let cq = spsc::Producer::attach(&region, hostq::cq_offset(i), wake());
-        match (sq, cq) {
-            (Ok(s), Ok(c)) => {
-                q.sqs.push(Some(s));
-                q.cqs.push(Some(c));
-            }
-            (Err(e), _) | (_, Err(e)) => {
-                setup.log.vmm("error", &format!("hostq: vCPU {i}'s rings: {e}"));
+        match spsc::Consumer::attach(&region, hostq::sq_offset(i), shmq::Poll) {
+            Ok(s) => q.sqs.push(Some(s)),
+            Err(e) => {
+                setup.log.vmm("error", &format!("hostq: vCPU {i}'s submission ring: {e}"));
                 q.sqs.push(None);
-                q.cqs.push(None);
             }
         }
     }
@@ -422,8 +395,7 @@ impl Queues<'_> {
     fn run(&mut self, doorbell: &EventFd, stop: &EventFd) {
         let mut spin_until = Instant::now();
         loop {
-            let mut worked = self.drain_submissions();
-            worked |= self.flush_backlog();
+            let worked = self.drain_submissions();
             if worked && !self.pending.is_empty() {
                 // Busy: still let waiting requests whose descriptors became
                 // ready make progress.
@@ -466,8 +438,7 @@ impl Queues<'_> {
         }
     }
 
-    /// Sets the waiting flag of every submission ring (and of every
-    /// completion ring we hold completions back for); true when something
+    /// Sets the waiting flag of every submission ring; true when something
     /// arrived meanwhile, so the thread must not sleep.
     fn arm(&mut self) -> bool {
         let mut ready = false;
@@ -480,16 +451,6 @@ impl Queues<'_> {
                         self.log.vmm("error", &format!("hostq: vCPU {i}'s submission ring is corrupt: {e}"));
                         *sq = None;
                     }
-                }
-            }
-        }
-        for (i, cq) in self.cqs.iter_mut().enumerate() {
-            if self.backlog[i].is_empty() {
-                continue;
-            }
-            if let Some(r) = cq {
-                if !matches!(r.arm(), Ok(false)) {
-                    ready = true;
                 }
             }
         }
@@ -587,46 +548,30 @@ impl Queues<'_> {
         }
     }
 
+    /// Posts a response into the request's completion entry and, if a task
+    /// of that vCPU waits, interrupts the vCPU (shmq's waker step: publish
+    /// with release, SeqCst fence, then read and swap the waiting flag).
     fn complete(&mut self, vcpu: u32, tag: u32, resp: [u64; 4]) {
-        let i = vcpu as usize;
-        let cqe = Cqe { tag, _reserved: 0, resp };
-        if !self.backlog[i].is_empty() {
-            self.backlog[i].push_back(cqe);
+        let slot = hostq::tag::slot(tag);
+        if vcpu as usize >= self.sqs.len() || slot >= hostq::MAX_INFLIGHT {
             return;
         }
-        let Some(cq) = self.cqs[i].as_mut() else { return };
-        match cq.try_push(cqe) {
-            Ok(true) => {}
-            Ok(false) => self.backlog[i].push_back(cqe),
-            Err(e) => {
-                self.log.vmm("error", &format!("hostq: vCPU {i}'s completion ring failed: {e}; no longer serving it"));
-                self.cqs[i] = None;
+        let at = hostq::completion_offset(vcpu, slot);
+        let (Ok(()), Ok(done), Ok(waiting)) = (
+            self.region.write_pod(at + hostq::RESP_OFFSET, &resp),
+            self.region.atomic_u32(at),
+            self.region.atomic_u32(hostq::wait_offset(vcpu)),
+        ) else {
+            return;
+        };
+        done.store(hostq::done_word(hostq::tag::generation(tag)), Ordering::Release);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if waiting.load(Ordering::Relaxed) != 0 && waiting.swap(0, Ordering::Relaxed) != 0 {
+            self.counters.interrupts.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = crate::events::interrupt(vcpu, hostq::COMPLETION_VECTOR as u32) {
+                self.log.vmm("error", &format!("hostq: KVM_SIGNAL_MSI to vCPU {vcpu} failed: {}", e.name()));
             }
         }
-    }
-
-    fn flush_backlog(&mut self) -> bool {
-        let mut worked = false;
-        for i in 0..self.backlog.len() {
-            while let Some(&c) = self.backlog[i].front() {
-                let Some(cq) = self.cqs[i].as_mut() else {
-                    self.backlog[i].clear();
-                    break;
-                };
-                match cq.try_push(c) {
-                    Ok(true) => {
-                        self.backlog[i].pop_front();
-                        worked = true;
-                    }
-                    Ok(false) => break,
-                    Err(_) => {
-                        self.cqs[i] = None;
-                        self.backlog[i].clear();
-                    }
-                }
-            }
-        }
-        worked
     }
 }
 

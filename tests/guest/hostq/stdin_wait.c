@@ -1,8 +1,11 @@
 // Blocks in read(0) while the test watches the sandbox (issue 5, queued host
 // calls). Usage:
 //   stdin_wait wake ROUNDS   prints "ready", then per round blocks in read(0)
-//                            and prints "woke <CLOCK_MONOTONIC ns> <bytes>"
-//                            as soon as read returns
+//                            and prints "woke <ns> <kernel ns> <bytes>" as
+//                            soon as read returns: CLOCK_MONOTONIC then, and
+//                            when the guest kernel resumed the parked task
+//                            (quark_test LAST_HOSTQ_WAKE with --test-hooks,
+//                            else 0)
 //   stdin_wait worker        a second thread keeps running (20 x 5 ms sleeps)
 //                            while the main thread is blocked in read(0):
 //                            prints "worker done" before any input arrives,
@@ -13,6 +16,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#define NR_QUARK_TEST 0x51540000L
+#define OP_LAST_HOSTQ_WAKE 7
 
 static void say(const char *s) { (void)!write(1, s, strlen(s)); }
 
@@ -34,7 +40,9 @@ int main(int argc, char **argv) {
       struct timespec t;
       clock_gettime(CLOCK_MONOTONIC, &t);
       if (n <= 0) return 1;
-      snprintf(line, sizeof line, "woke %lld %zd\n", (long long)t.tv_sec * 1000000000LL + t.tv_nsec, n);
+      long kernel = syscall(NR_QUARK_TEST, OP_LAST_HOSTQ_WAKE);
+      snprintf(line, sizeof line, "woke %lld %ld %zd\n", (long long)t.tv_sec * 1000000000LL + t.tv_nsec,
+               kernel < 0 ? 0 : kernel, n);
       say(line);
     }
     return 0;

@@ -28,6 +28,9 @@ pub mod op {
     /// Make a no-op host call through the queue (measures the round trip;
     /// compare NOP_HCALL).
     pub const NOP_HOSTQ: u64 = 6;
+    /// When (CLOCK_MONOTONIC ns) a task parked in a queued host call last
+    /// resumed with its completion (the wake-latency test).
+    pub const LAST_HOSTQ_WAKE: u64 = 7;
 }
 
 pub fn quark_test(f: &mut TrapFrame) -> SysResult {
@@ -48,6 +51,7 @@ pub fn quark_test(f: &mut TrapFrame) -> SysResult {
             Some(c) => Ok(c.resp[0]),
             None => Err(Errno::ENOSYS),
         },
+        op::LAST_HOSTQ_WAKE => Ok(crate::hostq::last_wake_ns()),
         op::FORBIDDEN_HOST_SYSCALL => {
             crate::hcall::page().args[0] = qlib::hcall::test_op::FORBIDDEN_SYSCALL;
             crate::hcall::call_result(Call::Test)

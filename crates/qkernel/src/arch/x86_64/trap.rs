@@ -72,7 +72,7 @@ pub extern "C" fn trap_dispatch(f: &mut TrapFrame) {
         v if v == qlib::hostq::COMPLETION_VECTOR as u64 => {
             percpu::stats().interrupts += 1;
             apic::eoi();
-            crate::hostq::drain();
+            crate::hostq::interrupt();
         }
         v if v == apic::SPURIOUS_VECTOR as u64 => {}
         _ => {
