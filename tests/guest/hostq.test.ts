@@ -88,10 +88,14 @@ function cpuTicks(pids: number[]): number {
   return sum;
 }
 
-function start(args: string[]): { child: ChildProcessWithoutNullStreams; lines: Lines; exit: Promise<number> } {
+function start(
+  args: string[],
+  cpus = 1,
+): { child: ChildProcessWithoutNullStreams; lines: Lines; exit: Promise<number> } {
   requireKvm();
   // --test-hooks: the program asks the guest kernel when it resumed the task.
-  const child = spawn(findSandboxBinary(), ['--rootfs', root.dir, '--test-hooks', '--', '/stdin_wait', ...args], {
+  const sandboxArgs = ['--rootfs', root.dir, '--test-hooks', '--cpus', String(cpus), '--', '/stdin_wait', ...args];
+  const child = spawn(findSandboxBinary(), sandboxArgs, {
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   const lines = new Lines(child);
@@ -177,5 +181,46 @@ test.serial('a task blocked in read(0) leaves the vCPU to the other threads', as
     t.is(await exit, 0);
   } finally {
     child.kill('SIGKILL');
+  }
+});
+
+test.serial('a signal interrupts a blocked read (EINTR); with SA_RESTART the read restarts', async (t) => {
+  // The waiting request is cancelled in the host; without SA_RESTART read
+  // fails with EINTR, with it the read starts again and gets the data.
+  const { child, lines, exit } = start(['signal']);
+  try {
+    t.is(await lines.next(), 'ready');
+    t.is(await lines.next(10_000), 'interrupted EINTR alarms 1');
+    await sleep(600);
+    child.stdin.write('late\n');
+    t.is(await lines.next(), 'restarted read 5 alarms 2');
+    t.is(await exit, 0);
+  } finally {
+    child.kill('SIGKILL');
+  }
+});
+
+test.serial('with two vCPUs, blocked reads wake and the worker runs meanwhile', async (t) => {
+  const w = start(['worker'], 2);
+  try {
+    t.is(await w.lines.next(), 'reading');
+    t.is(await w.lines.next(10_000), 'worker done');
+    w.child.stdin.write('hello\n');
+    t.is(await w.lines.next(), 'read 6');
+    t.is(await w.exit, 0);
+  } finally {
+    w.child.kill('SIGKILL');
+  }
+  const r = start(['wake', '10'], 2);
+  try {
+    t.is(await r.lines.next(), 'ready');
+    for (let i = 0; i < 10; i++) {
+      await sleep(20);
+      r.child.stdin.write('x\n');
+      t.regex(await r.lines.next(), /^woke \d+ \d+ 2$/);
+    }
+    t.is(await r.exit, 0);
+  } finally {
+    r.child.kill('SIGKILL');
   }
 });
