@@ -243,6 +243,11 @@ impl<'a, W: Wake> Reader<'a, W> {
         Ok(())
     }
 
+    /// True once the writer closed and every byte was read.
+    pub fn at_eof(&mut self) -> Result<bool> {
+        self.end.at_eof()
+    }
+
     /// Blocks until data is buffered (`Ok(true)`) or the stream ended (`Ok(false)`).
     pub fn wait_readable(&mut self) -> Result<bool> {
         self.end.wait_available(&self.wake, self.budget)
