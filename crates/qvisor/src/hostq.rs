@@ -287,8 +287,12 @@ pub struct Handle {
 }
 
 impl Handle {
-    /// Stops the thread and waits for it.
-    pub fn stop(mut self) {
+    /// Stops the thread and waits for it (also done on drop).
+    pub fn stop(self) {}
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
         let _ = self.stop.notify();
         if let Some(t) = self.thread.take() {
             let _ = t.join();

@@ -160,7 +160,6 @@ pub const ALLOWED: &[u64] = &[
     // The hostq I/O thread: waiting for stdio and its eventfds, non-blocking
     // stdio transfers (RWF_NOWAIT).
     nr::PPOLL,
-    nr::POLL,
     nr::PREADV2,
     nr::PWRITEV2,
 ];
