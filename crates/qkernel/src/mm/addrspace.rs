@@ -627,14 +627,14 @@ impl AddressSpace {
     }
 
     /// Extends a grows-down area down to the page of `addr` (exclusive lock).
-    pub fn grow_down(&mut self, addr: u64) -> Result<(), Errno> {
+    pub fn grow_down(&mut self, addr: u64, limit: u64) -> Result<(), Errno> {
         let page = page_of(addr);
         let (&key, area) = self.vmas.range(addr + 1..).next().ok_or(Errno::EFAULT)?;
         let vma = &area.vma;
         if !vma.grows_down || vma.start <= page || vma.start - page > STACK_GUARD_GAP {
             return Err(Errno::EFAULT);
         }
-        if !self.is_free(page, vma.start) {
+        if !self.is_free(page, vma.start) || vma.end - page > limit {
             return Err(Errno::EFAULT);
         }
         let a = Area { vma: Vma { start: page, ..*vma }, shm: None };
@@ -867,7 +867,12 @@ pub fn fault_errno(f: Fault) -> Errno {
 
 impl Drop for AddressSpace {
     fn drop(&mut self) {
-        self.release_pages(0, USER_END);
+        // Only the areas' ranges: walking the whole lower half would read
+        // every entry of every table.
+        let ranges: Vec<(u64, u64)> = self.vmas.values().map(|a| (a.vma.start, a.vma.end)).collect();
+        for (start, end) in ranges {
+            self.release_pages(start, end);
+        }
         // Nobody runs this space any more: free at once.
         for pa in core::mem::take(&mut *self.deferred.lock()) {
             frame::free_frame(pa);

@@ -61,7 +61,13 @@ impl Mm {
         let r = self.space.read().fault(addr, access);
         let r = match r {
             Err(Fault::Grow) => {
-                self.space.write().grow_down(addr).map_err(|_| Fault::Unmapped)?;
+                // A stack grows down to RLIMIT_STACK at most.
+                let limit = if crate::task::has_current() {
+                    crate::task::process().rlimits.lock()[qlib::linux::consts::rlimit::RLIMIT_STACK as usize].cur
+                } else {
+                    u64::MAX
+                };
+                self.space.write().grow_down(addr, limit).map_err(|_| Fault::Unmapped)?;
                 self.space.read().fault(addr, access)
             }
             other => other,

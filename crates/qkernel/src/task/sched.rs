@@ -303,6 +303,11 @@ fn switch_to_task(mut rq: crate::sync::SpinGuard<'_, RunQueue>, c: usize, save: 
     let load = unsafe { *next.ctx.get() };
     rq.current = Some(next);
     set_slice(&mut rq);
+    // CPU-time interval timers of the process switched to.
+    let cpu_timer = super::timer::cpu_timer_wall_deadline();
+    if cpu_timer != 0 {
+        super::timer::reprogram_with(cpu_timer);
+    }
     core::mem::forget(rq);
     // SAFETY: `load` was saved by a previous switch or built by
     // initial_context; the run-queue lock passes to `next`.
