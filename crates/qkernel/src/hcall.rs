@@ -70,3 +70,10 @@ pub fn discard(iovs: &[GuestIovec]) -> Result<u64, Errno> {
     page().args[0] = n as u64;
     call_result(Call::Discard)
 }
+
+/// Has the host fill guest frames with random bytes; returns bytes written.
+pub fn random(iovs: &[GuestIovec]) -> Result<u64, Errno> {
+    let n = put_iovecs(iovs);
+    page().args[0] = n as u64;
+    call_result(Call::Random)
+}

@@ -47,21 +47,30 @@ static inline uint64_t elapsed_ns(const volatile struct vvar *v) {
   return (uint64_t)(((unsigned __int128)delta * v->mult) >> v->shift);
 }
 
+/* The *_COARSE clocks tick every 4 ms (Linux's jiffy at HZ=250, what
+   clock_getres reports for them): the time of the last tick. */
+#define COARSE_NS 4000000ull
+static inline uint64_t coarse(uint64_t ns) { return ns - ns % COARSE_NS; }
+
 static int clock_ns(long clk, uint64_t *ns) {
   const volatile struct vvar *v = &vvar_page;
   switch (clk) {
   case 0: /* REALTIME */
-  case 5: /* REALTIME_COARSE */
     *ns = v->real_base + elapsed_ns(v);
+    return 1;
+  case 5: /* REALTIME_COARSE */
+    *ns = coarse(v->real_base + elapsed_ns(v));
     return 1;
   case 11: /* TAI */
     *ns = v->real_base + elapsed_ns(v) + 37000000000ull;
     return 1;
   case 1: /* MONOTONIC */
   case 4: /* MONOTONIC_RAW */
-  case 6: /* MONOTONIC_COARSE */
   case 7: /* BOOTTIME */
     *ns = v->mono_base + elapsed_ns(v);
+    return 1;
+  case 6: /* MONOTONIC_COARSE */
+    *ns = coarse(v->mono_base + elapsed_ns(v));
     return 1;
   default:
     return 0;
@@ -111,7 +120,7 @@ int __vdso_clock_getres(long clk, struct timespec_ *res) {
   if (!clock_ns(clk, &ns)) return (int)sys2(229, clk, (long)res);
   if (res) {
     res->tv_sec = 0;
-    res->tv_nsec = 1;
+    res->tv_nsec = (clk == 5 || clk == 6) ? (long)COARSE_NS : 1;
   }
   return 0;
 }

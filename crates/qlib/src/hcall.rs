@@ -74,6 +74,11 @@ pub enum Call {
     /// `args[0..8]` hold the 64 request bytes; the host writes the 32
     /// response bytes at `data[0..32]` and their `ret` as the call's `ret`.
     HostFs = 14,
+    /// Fill guest frames with random bytes from the host's `getrandom`
+    /// (the guest's `getrandom(2)`: generating them in the guest costs about
+    /// a millisecond per 32 bytes where supervisor code is emulated).
+    /// `args[0]` = number of [`GuestIovec`]s in `data`. Returns bytes written.
+    Random = 15,
 }
 
 /// Operations of [`Call::Test`].
@@ -102,6 +107,7 @@ impl Call {
             12 => Call::Test,
             13 => Call::Discard,
             14 => Call::HostFs,
+            15 => Call::Random,
             _ => return None,
         })
     }

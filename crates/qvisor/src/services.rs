@@ -301,6 +301,37 @@ impl Services {
                 }
                 Err(e) => errno_ret(e),
             },
+            Some(Call::Random) => {
+                match self.read_iovecs(page, args[0]).and_then(|v| self.mem.host_iovecs(&v).map_err(|_| Errno::EFAULT))
+                {
+                    Ok(iov) => {
+                        let mut total = 0u64;
+                        let mut err = None;
+                        'fill: for [hva, len] in iov {
+                            let mut done = 0;
+                            while done < len {
+                                // SAFETY: the range was checked to lie inside guest memory;
+                                // getrandom only writes bytes there.
+                                match unsafe { sys::syscall3(sys::nr::GETRANDOM, hva + done, len - done, 0) } {
+                                    Ok(n) => done += n,
+                                    Err(Errno::EINTR) => {}
+                                    Err(e) => {
+                                        err = Some(e);
+                                        total += done;
+                                        break 'fill;
+                                    }
+                                }
+                            }
+                            total += len;
+                        }
+                        match err {
+                            Some(e) if total == 0 => errno_ret(e),
+                            _ => total as i64,
+                        }
+                    }
+                    Err(e) => errno_ret(e),
+                }
+            }
             Some(Call::Report) => {
                 if let Ok(mut r) = self.check_report.lock() {
                     *r = Some((args[0], args[1]));

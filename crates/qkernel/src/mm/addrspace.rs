@@ -16,6 +16,7 @@ use super::pagetable::{page_of, PageTable, PTE_ADDR, PTE_COW, PTE_NX, PTE_P, PTE
 use crate::arch::x86_64::cpu;
 use crate::sync::SpinLock;
 use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use qlib::hcall::GuestIovec;
@@ -83,12 +84,80 @@ fn pte_flags(prot: u64) -> u64 {
     f
 }
 
+/// Shared anonymous memory (`MAP_SHARED|MAP_ANONYMOUS`): the frames every
+/// mapping of it sees (the parent's and children's after fork, and mremap
+/// aliases), allocated zeroed on first touch. The object holds one reference
+/// on each of its frames; mappings hold their own.
+pub struct Shm {
+    /// Page index -> frame.
+    frames: SpinLock<BTreeMap<u64, u64>>,
+}
+
+impl Shm {
+    fn new() -> Arc<Shm> {
+        Arc::new(Shm { frames: SpinLock::new(BTreeMap::new()) })
+    }
+
+    /// The frame of page `index`, allocated on first use.
+    fn frame(&self, index: u64) -> Option<u64> {
+        let mut f = self.frames.lock();
+        if let Some(&pa) = f.get(&index) {
+            return Some(pa);
+        }
+        let pa = frame::alloc_frame(Zero::Yes)?;
+        frame::ref_init(pa);
+        f.insert(index, pa);
+        Some(pa)
+    }
+}
+
+impl Drop for Shm {
+    fn drop(&mut self) {
+        // Only dropped once no page table maps it and other vCPUs have
+        // flushed (see `AddressSpace::retire`).
+        for (_, pa) in core::mem::take(&mut *self.frames.lock()) {
+            if frame::ref_dec(pa) == 0 {
+                frame::free_frame(pa);
+            }
+        }
+    }
+}
+
+/// The shared object behind a shared anonymous area and the page of it at
+/// the area's start.
+#[derive(Clone)]
+struct ShmRef {
+    obj: Arc<Shm>,
+    pgoff: u64,
+}
+
+impl ShmRef {
+    /// The reference for the part of an area starting `bytes` after its start.
+    fn skip(&self, bytes: u64) -> ShmRef {
+        ShmRef { obj: self.obj.clone(), pgoff: self.pgoff + bytes / PAGE_SIZE }
+    }
+}
+
+/// A VMA and, for shared anonymous memory, its object.
+#[derive(Clone)]
+struct Area {
+    vma: Vma,
+    shm: Option<ShmRef>,
+}
+
+impl Area {
+    /// The part `[start, end)` of this area (within it).
+    fn slice(&self, start: u64, end: u64) -> Area {
+        Area { vma: Vma { start, end, ..self.vma }, shm: self.shm.as_ref().map(|s| s.skip(start - self.vma.start)) }
+    }
+}
+
 /// One address space.
 pub struct AddressSpace {
     pt: PageTable,
     /// VMAs keyed by their end address (so `range(addr + 1..)` finds the VMA
     /// containing `addr` first).
-    vmas: BTreeMap<u64, Vma>,
+    vmas: BTreeMap<u64, Area>,
     pub brk_start: u64,
     pub brk: u64,
     /// mmap allocates top-down below this address.
@@ -106,6 +175,8 @@ pub struct AddressSpace {
     /// Pages whose mappings were removed or narrowed since the last
     /// shootdown: other vCPUs must flush before `deferred` is freed.
     flush: AtomicU64,
+    /// Shared objects no longer mapped here, released with `deferred`.
+    retired: SpinLock<Vec<Arc<Shm>>>,
 }
 
 impl AddressSpace {
@@ -124,6 +195,7 @@ impl AddressSpace {
             resident: AtomicU64::new(0),
             deferred: SpinLock::new(Vec::new()),
             flush: AtomicU64::new(0),
+            retired: SpinLock::new(Vec::new()),
         })
     }
 
@@ -161,37 +233,67 @@ impl AddressSpace {
         self.resident.load(Ordering::Relaxed)
     }
 
-    /// Takes the frames to free and the number of pages other vCPUs must
-    /// flush first.
-    pub fn take_deferred(&self) -> (u64, Vec<u64>) {
+    /// Takes the frames to free, the shared objects to release and the
+    /// number of pages other vCPUs must flush first.
+    pub fn take_deferred(&self) -> (u64, Vec<u64>, Vec<Arc<Shm>>) {
         let flush = self.flush.swap(0, Ordering::AcqRel);
-        (flush, core::mem::take(&mut *self.deferred.lock()))
+        (flush, core::mem::take(&mut *self.deferred.lock()), core::mem::take(&mut *self.retired.lock()))
+    }
+
+    /// A shared object left this space: release it after the shootdown.
+    fn retire(&self, a: Area) {
+        if let Some(s) = a.shm {
+            self.retired.lock().push(s.obj);
+        }
+    }
+
+    /// Bytes of address space in use (RLIMIT_AS) and in private writable
+    /// areas other than stacks (RLIMIT_DATA), as Linux counts them.
+    pub fn vm_usage(&self) -> (u64, u64) {
+        let mut total = 0;
+        let mut data = 0;
+        for a in self.vmas.values() {
+            let v = &a.vma;
+            total += v.end - v.start;
+            if v.backing == Backing::Anon && v.prot & PROT_WRITE != 0 && !v.grows_down {
+                data += v.end - v.start;
+            }
+        }
+        (total, data)
     }
 
     /// The VMA containing `addr`.
     pub fn find(&self, addr: u64) -> Option<&Vma> {
-        let (_, v) = self.vmas.range(addr + 1..).next()?;
-        (v.start <= addr).then_some(v)
+        self.find_area(addr).map(|a| &a.vma)
+    }
+
+    fn find_area(&self, addr: u64) -> Option<&Area> {
+        let (_, a) = self.vmas.range(addr + 1..).next()?;
+        (a.vma.start <= addr).then_some(a)
     }
 
     /// True when no VMA overlaps `[start, end)`.
     pub fn is_free(&self, start: u64, end: u64) -> bool {
         match self.vmas.range(start + 1..).next() {
-            Some((_, v)) => v.start >= end,
+            Some((_, a)) => a.vma.start >= end,
             None => true,
         }
     }
 
     /// Inserts a VMA; the range must be free.
     pub fn insert(&mut self, vma: Vma) {
-        debug_assert!(self.is_free(vma.start, vma.end));
-        self.vmas.insert(vma.end, vma);
+        self.insert_area(Area { vma, shm: None });
+    }
+
+    fn insert_area(&mut self, a: Area) {
+        debug_assert!(self.is_free(a.vma.start, a.vma.end));
+        self.vmas.insert(a.vma.end, a);
     }
 
     /// Finds a free range of `len` bytes top-down below `mmap_base`.
     pub fn find_free(&self, len: u64) -> Option<u64> {
         let mut top = self.mmap_base;
-        for (_, v) in self.vmas.range(..=self.mmap_base).rev() {
+        for (_, Area { vma: v, .. }) in self.vmas.range(..=self.mmap_base).rev() {
             if v.end <= top && top - v.end >= len {
                 return Some(top - len);
             }
@@ -225,18 +327,20 @@ impl AddressSpace {
     }
 
     /// Removes `[start, end)` from the VMA map, splitting VMAs at the edges.
-    fn carve(&mut self, start: u64, end: u64) -> Vec<Vma> {
+    fn carve(&mut self, start: u64, end: u64) -> Vec<Area> {
         let mut removed = Vec::new();
-        let keys: Vec<u64> = self.vmas.range(start + 1..).take_while(|(_, v)| v.start < end).map(|(k, _)| *k).collect();
+        let keys: Vec<u64> =
+            self.vmas.range(start + 1..).take_while(|(_, a)| a.vma.start < end).map(|(k, _)| *k).collect();
         for k in keys {
-            let Some(v) = self.vmas.remove(&k) else { continue };
+            let Some(a) = self.vmas.remove(&k) else { continue };
+            let v = a.vma;
             if v.start < start {
-                self.vmas.insert(start, Vma { end: start, ..v });
+                self.vmas.insert(start, a.slice(v.start, start));
             }
             if v.end > end {
-                self.vmas.insert(v.end, Vma { start: end, ..v });
+                self.vmas.insert(v.end, a.slice(end, v.end));
             }
-            removed.push(Vma { start: v.start.max(start), end: v.end.min(end), ..v });
+            removed.push(a.slice(v.start.max(start), v.end.min(end)));
         }
         removed
     }
@@ -255,7 +359,9 @@ impl AddressSpace {
             return Err(Errno::EINVAL);
         }
         let end = Self::range_end(start, len, Errno::EINVAL)?;
-        self.carve(start, end);
+        for a in self.carve(start, end) {
+            self.retire(a);
+        }
         self.release_pages(start, end);
         Ok(())
     }
@@ -306,12 +412,15 @@ impl AddressSpace {
             }
         };
         let shared = flags & MAP_TYPE != MAP_PRIVATE;
-        self.insert(Vma {
-            start,
-            end: start + len,
-            prot: prot & (PROT_READ | PROT_WRITE | PROT_EXEC),
-            backing: if shared { Backing::SharedAnon } else { Backing::Anon },
-            grows_down: flags & MAP_GROWSDOWN != 0,
+        self.insert_area(Area {
+            vma: Vma {
+                start,
+                end: start + len,
+                prot: prot & (PROT_READ | PROT_WRITE | PROT_EXEC),
+                backing: if shared { Backing::SharedAnon } else { Backing::Anon },
+                grows_down: flags & MAP_GROWSDOWN != 0 && !shared,
+            },
+            shm: shared.then(|| ShmRef { obj: Shm::new(), pgoff: 0 }),
         });
         if flags & MAP_POPULATE != 0 {
             let _ = self.populate(start, len, prot & PROT_WRITE != 0);
@@ -330,8 +439,9 @@ impl AddressSpace {
         let end = Self::range_end(start, len, Errno::ENOMEM)?;
         self.check_mapped(start, end)?;
         let prot = prot & (PROT_READ | PROT_WRITE | PROT_EXEC);
-        for v in self.carve(start, end) {
-            self.vmas.insert(v.end, Vma { prot, ..v });
+        for mut a in self.carve(start, end) {
+            a.vma.prot = prot;
+            self.vmas.insert(a.vma.end, a);
         }
         let flags = pte_flags(prot);
         let mut changed = 0;
@@ -358,7 +468,7 @@ impl AddressSpace {
     /// Fails with ENOMEM unless every page of `[start, end)` is mapped.
     fn check_mapped(&self, start: u64, end: u64) -> Result<(), Errno> {
         let mut cursor = start;
-        for (_, v) in self.vmas.range(start + 1..) {
+        for (_, Area { vma: v, .. }) in self.vmas.range(start + 1..) {
             if v.start >= end {
                 break;
             }
@@ -413,9 +523,11 @@ impl AddressSpace {
                 return self.brk;
             }
             let start = match self.vmas.remove(&old_end) {
-                Some(v) if v.backing == Backing::Anon && !v.grows_down && v.start >= self.brk_start => v.start,
-                Some(v) => {
-                    self.vmas.insert(v.end, v);
+                Some(a) if a.vma.backing == Backing::Anon && !a.vma.grows_down && a.vma.start >= self.brk_start => {
+                    a.vma.start
+                }
+                Some(a) => {
+                    self.vmas.insert(a.vma.end, a);
                     old_end
                 }
                 None => old_end,
@@ -444,10 +556,20 @@ impl AddressSpace {
         }
         let old_len = align_up(old_len, PAGE_SIZE).ok_or(Errno::EINVAL)?;
         let new_len = align_up(new_len, PAGE_SIZE).ok_or(Errno::EINVAL)?;
-        let vma = *self.find(old).ok_or(Errno::EFAULT)?;
+        let area = self.find_area(old).ok_or(Errno::EFAULT)?.clone();
+        let vma = area.vma;
         if old + old_len > vma.end {
             return Err(Errno::EFAULT);
         }
+        // A zero old length duplicates a shared mapping (a second mapping of
+        // the same pages); private ones cannot be duplicated.
+        if old_len == 0 && area.shm.is_none() {
+            return Err(Errno::EINVAL);
+        }
+        let moved_area = |dest: u64| Area {
+            vma: Vma { start: dest, end: dest + new_len, ..vma },
+            shm: area.shm.as_ref().map(|s| s.skip(old - vma.start)),
+        };
         if flags & MREMAP_FIXED == 0 {
             if new_len <= old_len {
                 if new_len < old_len {
@@ -458,8 +580,10 @@ impl AddressSpace {
             // Grow in place when the space after it is free.
             let grow_end = old.checked_add(new_len).ok_or(Errno::ENOMEM)?;
             if old + old_len == vma.end && grow_end <= USER_END && self.is_free(vma.end, grow_end) {
-                self.vmas.remove(&vma.end);
-                self.vmas.insert(grow_end, Vma { end: grow_end, ..vma });
+                if let Some(mut a) = self.vmas.remove(&vma.end) {
+                    a.vma.end = grow_end;
+                    self.vmas.insert(grow_end, a);
+                }
                 return Ok(old);
             }
             if flags & MREMAP_MAYMOVE == 0 {
@@ -492,36 +616,39 @@ impl AddressSpace {
             }
         }
         self.flush.fetch_add(moved / PAGE_SIZE, Ordering::AcqRel);
-        self.carve(old, old + old_len);
+        for a in self.carve(old, old + old_len) {
+            self.retire(a);
+        }
         if old_len > moved {
             self.release_pages(old + moved, old + old_len);
         }
-        self.insert(Vma { start: dest, end: dest + new_len, ..vma });
+        self.insert_area(moved_area(dest));
         Ok(dest)
     }
 
     /// Extends a grows-down area down to the page of `addr` (exclusive lock).
-    pub fn grow_down(&mut self, addr: u64) -> Result<(), Errno> {
+    pub fn grow_down(&mut self, addr: u64, limit: u64) -> Result<(), Errno> {
         let page = page_of(addr);
-        let (&key, vma) = self.vmas.range(addr + 1..).next().ok_or(Errno::EFAULT)?;
+        let (&key, area) = self.vmas.range(addr + 1..).next().ok_or(Errno::EFAULT)?;
+        let vma = &area.vma;
         if !vma.grows_down || vma.start <= page || vma.start - page > STACK_GUARD_GAP {
             return Err(Errno::EFAULT);
         }
-        if !self.is_free(page, vma.start) {
+        if !self.is_free(page, vma.start) || vma.end - page > limit {
             return Err(Errno::EFAULT);
         }
-        let v = Vma { start: page, ..*vma };
-        self.vmas.insert(key, v);
+        let a = Area { vma: Vma { start: page, ..*vma }, shm: None };
+        self.vmas.insert(key, a);
         Ok(())
     }
 
     /// Handles a page fault at `addr` (shared lock suffices).
     pub fn fault(&self, addr: u64, access: Access) -> Result<(), Fault> {
-        let vma = match self.find(addr) {
-            Some(v) => *v,
+        let (vma, shm) = match self.find_area(addr) {
+            Some(a) => (a.vma, a.shm.as_ref()),
             None => {
                 // Just below a grows-down area: it may be extended.
-                if let Some((_, v)) = self.vmas.range(addr + 1..).next() {
+                if let Some((_, Area { vma: v, .. })) = self.vmas.range(addr + 1..).next() {
                     if v.grows_down && v.start > addr && v.start - page_of(addr) <= STACK_GUARD_GAP {
                         return Err(Fault::Grow);
                     }
@@ -542,13 +669,24 @@ impl AddressSpace {
         loop {
             let old = entry.load(Ordering::Acquire);
             if old & PTE_P == 0 && old & PTE_PROTNONE == 0 {
-                // Not mapped yet: a zero frame.
-                let pa = frame::alloc_frame(Zero::Yes).ok_or(Fault::NoMemory)?;
-                frame::ref_init(pa);
+                // Not mapped yet: the shared object's frame, or a zero frame.
+                let pa = match shm {
+                    Some(s) => {
+                        let pa = s.obj.frame(s.pgoff + (va - vma.start) / PAGE_SIZE).ok_or(Fault::NoMemory)?;
+                        frame::ref_inc(pa);
+                        pa
+                    }
+                    None => {
+                        let pa = frame::alloc_frame(Zero::Yes).ok_or(Fault::NoMemory)?;
+                        frame::ref_init(pa);
+                        pa
+                    }
+                };
                 let new = pa | pte_flags(vma.prot) | PTE_P;
                 if entry.compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire).is_err() {
-                    frame::ref_dec(pa);
-                    frame::free_frame(pa);
+                    if frame::ref_dec(pa) == 0 {
+                        frame::free_frame(pa);
+                    }
                     continue;
                 }
                 self.resident.fetch_add(1, Ordering::Relaxed);
@@ -574,8 +712,8 @@ impl AddressSpace {
     fn break_cow(&self, va: u64, entry: &AtomicU64, old: u64, vma: &Vma) -> Result<(), Fault> {
         let old_pa = old & PTE_ADDR;
         let flags = pte_flags(vma.prot);
-        if frame::ref_count(old_pa) == 1 {
-            // The last user: take the frame over.
+        if frame::ref_count(old_pa) == 1 || vma.backing == Backing::SharedAnon {
+            // The last user takes the frame over; shared memory is never copied.
             let new = old_pa | flags | PTE_P;
             let _ = entry.compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire);
             cpu::invlpg(va);
@@ -672,7 +810,7 @@ impl AddressSpace {
 
     /// Iterates over the VMAs in address order.
     pub fn vmas(&self) -> impl Iterator<Item = &Vma> {
-        self.vmas.values()
+        self.vmas.values().map(|a| &a.vma)
     }
 
     /// fork: a copy-on-write copy. Writable private pages become read-only in
@@ -687,7 +825,7 @@ impl AddressSpace {
         child.vmas = self.vmas.clone();
         let mut ok = true;
         let mut count = 0;
-        for v in self.vmas.values() {
+        for Area { vma: v, .. } in self.vmas.values() {
             let shared = v.backing == Backing::SharedAnon;
             self.pt.for_each_mapped(v.start, v.end, |va, e| {
                 let mut entry = e.load(Ordering::Acquire);
@@ -729,7 +867,12 @@ pub fn fault_errno(f: Fault) -> Errno {
 
 impl Drop for AddressSpace {
     fn drop(&mut self) {
-        self.release_pages(0, USER_END);
+        // Only the areas' ranges: walking the whole lower half would read
+        // every entry of every table.
+        let ranges: Vec<(u64, u64)> = self.vmas.values().map(|a| (a.vma.start, a.vma.end)).collect();
+        for (start, end) in ranges {
+            self.release_pages(start, end);
+        }
         // Nobody runs this space any more: free at once.
         for pa in core::mem::take(&mut *self.deferred.lock()) {
             frame::free_frame(pa);

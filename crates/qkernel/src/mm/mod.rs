@@ -45,13 +45,14 @@ impl Mm {
     /// makes other vCPUs drop stale translations, then frees the frames the
     /// change released.
     pub fn finish(&self) {
-        let (pages, frames) = self.space.read().take_deferred();
+        let (pages, frames, objects) = self.space.read().take_deferred();
         if pages > 0 && tlb::shootdown(&self.active) {
             crate::stats::add(crate::stats::Counter::TlbPages, pages);
         }
         for pa in frames {
             frame::free_frame(pa);
         }
+        drop(objects);
     }
 
     /// Resolves a page fault at a user address (shared lock; exclusive only
@@ -60,7 +61,13 @@ impl Mm {
         let r = self.space.read().fault(addr, access);
         let r = match r {
             Err(Fault::Grow) => {
-                self.space.write().grow_down(addr).map_err(|_| Fault::Unmapped)?;
+                // A stack grows down to RLIMIT_STACK at most.
+                let limit = if crate::task::has_current() {
+                    crate::task::process().rlimits.lock()[qlib::linux::consts::rlimit::RLIMIT_STACK as usize].cur
+                } else {
+                    u64::MAX
+                };
+                self.space.write().grow_down(addr, limit).map_err(|_| Fault::Unmapped)?;
                 self.space.read().fault(addr, access)
             }
             other => other,

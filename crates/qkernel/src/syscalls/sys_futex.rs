@@ -13,6 +13,11 @@ pub fn futex(f: &mut TrapFrame) -> SysResult {
     let cmd = fop & op::CMD_MASK;
     let realtime = fop & op::CLOCK_REALTIME != 0;
     let val = val as u32;
+    // FUTEX_CLOCK_REALTIME is accepted only by the ops that take an absolute
+    // deadline (Linux returns ENOSYS for the others).
+    if realtime && !matches!(cmd, op::WAIT_BITSET | op::WAIT_REQUEUE_PI | op::LOCK_PI2) {
+        return Err(Errno::ENOSYS);
+    }
     match cmd {
         op::WAIT | op::WAIT_BITSET => {
             let bitset = if cmd == op::WAIT { op::BITSET_MATCH_ANY } else { val3 as u32 };

@@ -265,3 +265,30 @@ pub fn capset(f: &mut TrapFrame) -> SysResult {
     c.cap_inheritable = inh;
     Ok(0)
 }
+
+/// Operations gated by CAP_SYS_ADMIN, which the OCI default set lacks and
+/// nothing inside a sandbox can gain (the bounding set excludes it): EPERM,
+/// as Linux answers a process without it.
+fn sys_admin_only() -> SysResult {
+    if task::process().creds.lock().has(cap::SYS_ADMIN) {
+        // Unreachable in a sandbox; the operations themselves are not offered.
+        return Err(Errno::ENOSYS);
+    }
+    Err(Errno::EPERM)
+}
+
+pub fn mount(_: &mut TrapFrame) -> SysResult {
+    sys_admin_only()
+}
+
+pub fn umount2(_: &mut TrapFrame) -> SysResult {
+    sys_admin_only()
+}
+
+pub fn sethostname(_: &mut TrapFrame) -> SysResult {
+    sys_admin_only()
+}
+
+pub fn setdomainname(_: &mut TrapFrame) -> SysResult {
+    sys_admin_only()
+}

@@ -2,7 +2,10 @@
 
 use super::SysResult;
 use crate::arch::x86_64::frame::TrapFrame;
-use crate::arch::x86_64::usercopy::{copy_to_user, write_user};
+use crate::arch::x86_64::usercopy::write_user;
+use alloc::vec::Vec;
+use qlib::hcall::GuestIovec;
+use qlib::layout::PAGE_SIZE;
 use qlib::linux::consts::random::*;
 use qlib::linux::types::Utsname;
 use qlib::linux::Errno;
@@ -43,17 +46,42 @@ pub fn getrandom(f: &mut TrapFrame) -> SysResult {
     {
         return Err(Errno::EINVAL);
     }
-    // Linux caps one call at 32 MiB - 1; reads of up to 256 bytes are never short.
+    // Linux caps one call at 32 MiB - 1.
     let len = len.min((32 << 20) - 1);
-    let mut chunk = [0u8; 256];
-    let mut done = 0u64;
-    while done < len {
-        let n = (len - done).min(256) as usize;
-        crate::random::fill(&mut chunk[..n]);
-        if let Err(e) = copy_to_user(buf + done, &chunk[..n]) {
-            return if done == 0 { Err(e) } else { Ok(done) };
-        }
-        done += n as u64;
+    if len == 0 {
+        return Ok(0);
     }
-    Ok(done)
+    // The host writes the bytes straight into the frames behind the buffer
+    // (generating them here would cost ~1 ms per 32 bytes where supervisor
+    // code is emulated). The shared lock stays held until the host is done,
+    // so a concurrent munmap cannot free those frames meanwhile.
+    let mm = crate::task::mm();
+    let r = (|| {
+        let space = mm.space.read();
+        let mut done = 0u64;
+        while done < len {
+            // One request: as many bytes as its list of frames can name.
+            let mut iovs: Vec<GuestIovec> = Vec::new();
+            let mut want = 0u64;
+            let mut fault = None;
+            while done + want < len && iovs.len() + 1 < qlib::hcall::MAX_IOVECS {
+                let at = buf.wrapping_add(done + want);
+                let n = (PAGE_SIZE - at % PAGE_SIZE).min(len - done - want);
+                if let Err(e) = space.user_frames(at, n, true, &mut iovs) {
+                    fault = Some(e);
+                    break;
+                }
+                want += n;
+            }
+            if want > 0 {
+                done += crate::hcall::random(&iovs)?;
+            }
+            if let Some(e) = fault {
+                return if done == 0 { Err(e) } else { Ok(done) };
+            }
+        }
+        Ok(done)
+    })();
+    mm.finish();
+    r
 }

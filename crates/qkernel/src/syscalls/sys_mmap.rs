@@ -28,10 +28,31 @@ pub fn mmap(f: &mut TrapFrame) -> SysResult {
         MAP_PRIVATE | MAP_SHARED | MAP_SHARED_VALIDATE => {}
         _ => return Err(Errno::EINVAL),
     }
+    let data = flags & MAP_TYPE == MAP_PRIVATE && prot & PROT_WRITE != 0 && flags & MAP_GROWSDOWN == 0;
+    let pages = qlib::layout::align_up(len, PAGE_SIZE).ok_or(Errno::ENOMEM)?;
+    check_vm_limits(&task::mm().space.read(), pages, if data { pages } else { 0 })?;
     if flags & MAP_ANONYMOUS == 0 {
         return map_file(addr, len, prot, flags, fd, off);
     }
     with_space(|s| s.map_anon(addr, len, prot, flags))
+}
+
+/// RLIMIT_AS and RLIMIT_DATA: ENOMEM when adding `more` bytes of address
+/// space, `more_data` of them private and writable, would pass a limit.
+fn check_vm_limits(s: &crate::mm::addrspace::AddressSpace, more: u64, more_data: u64) -> Result<(), Errno> {
+    use qlib::linux::consts::rlimit::{RLIMIT_AS, RLIMIT_DATA};
+    let (as_limit, data_limit) = {
+        let l = task::process().rlimits.lock();
+        (l[RLIMIT_AS as usize].cur, l[RLIMIT_DATA as usize].cur)
+    };
+    if as_limit == u64::MAX && data_limit == u64::MAX {
+        return Ok(());
+    }
+    let (total, data) = s.vm_usage();
+    if total.saturating_add(more) > as_limit || (more_data > 0 && data.saturating_add(more_data) > data_limit) {
+        return Err(Errno::ENOMEM);
+    }
+    Ok(())
 }
 
 /// mmap of a file. Private mappings (and shared read-only ones, which
@@ -126,11 +147,32 @@ pub fn mprotect(f: &mut TrapFrame) -> SysResult {
 
 pub fn mremap(f: &mut TrapFrame) -> SysResult {
     let [old, old_len, new_len, flags, new_addr, _] = args(f);
-    with_space(|s| s.remap(old, old_len, new_len, flags, new_addr))
+    with_space(|s| {
+        if new_len > old_len {
+            check_vm_limits(s, new_len - old_len, 0)?;
+        }
+        s.remap(old, old_len, new_len, flags, new_addr)
+    })
 }
 
 pub fn brk(f: &mut TrapFrame) -> SysResult {
-    with_space(|s| Ok(s.set_brk(f.rdi)))
+    with_space(|s| {
+        // Growing past RLIMIT_DATA (the heap's size) or RLIMIT_AS fails:
+        // brk then returns the old break.
+        let (old_end, new_end) = (page_up(s.brk), page_up(f.rdi));
+        if f.rdi > s.brk {
+            let heap = page_up(f.rdi) - s.brk_start;
+            let data_limit = task::process().rlimits.lock()[qlib::linux::consts::rlimit::RLIMIT_DATA as usize].cur;
+            if heap > data_limit || (new_end > old_end && check_vm_limits(s, new_end - old_end, 0).is_err()) {
+                return Ok(s.brk);
+            }
+        }
+        Ok(s.set_brk(f.rdi))
+    })
+}
+
+fn page_up(a: u64) -> u64 {
+    qlib::layout::align_up(a, PAGE_SIZE).unwrap_or(u64::MAX)
 }
 
 pub fn madvise(f: &mut TrapFrame) -> SysResult {

@@ -215,7 +215,7 @@ pub fn kill(f: &mut TrapFrame) -> SysResult {
 }
 
 fn thread_kill(tgid: Option<u32>, tid: u64, sig: u64) -> SysResult {
-    if tid as i64 <= 0 || sig > NSIG as u64 {
+    if tid as i32 <= 0 || sig > NSIG as u64 {
         return Err(Errno::EINVAL);
     }
     let t = pid::task(tid as u32).ok_or(Errno::ESRCH)?;
@@ -236,7 +236,7 @@ pub fn tkill(f: &mut TrapFrame) -> SysResult {
 }
 
 pub fn tgkill(f: &mut TrapFrame) -> SysResult {
-    if f.rdi as i64 <= 0 {
+    if f.rdi as i32 <= 0 {
         return Err(Errno::EINVAL);
     }
     thread_kill(Some(f.rdi as u32), f.rsi, f.rdx)
@@ -335,10 +335,12 @@ pub fn rt_sigtimedwait(f: &mut TrapFrame) -> SysResult {
     };
     let mut got = take();
     if got.is_none() {
-        // Let the awaited signals wake us without being delivered.
+        // Let the awaited signals wake us without being delivered: they
+        // look unblocked to senders, while `real_blocked` keeps them from
+        // being ignored (Linux's real_blocked).
         {
             let mut s = t.sig.lock();
-            s.saved_mask = Some(s.blocked);
+            s.real_blocked = s.blocked;
             s.blocked &= !wanted;
         }
         let q = WaitQueue::new();
@@ -352,9 +354,7 @@ pub fn rt_sigtimedwait(f: &mut TrapFrame) -> SysResult {
         );
         {
             let mut s = t.sig.lock();
-            if let Some(m) = s.saved_mask.take() {
-                s.blocked = m;
-            }
+            s.blocked = core::mem::take(&mut s.real_blocked);
         }
         got = take();
         if got.is_none() {
@@ -364,7 +364,7 @@ pub fn rt_sigtimedwait(f: &mut TrapFrame) -> SysResult {
             });
         }
     }
-    let got = got.ok_or(Errno::EINTR)?;
+    let got = signal::taken(&t.process, got.ok_or(Errno::EINTR)?);
     if info != 0 {
         write_user(info, &got)?;
     }

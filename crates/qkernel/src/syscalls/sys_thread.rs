@@ -104,7 +104,7 @@ pub fn execveat(f: &mut TrapFrame) -> SysResult {
     let [dirfd, path, argv, envp, flags, _] = args(f);
     const AT_EMPTY_PATH: u64 = 0x1000;
     let path = user_path(path)?;
-    if flags & AT_EMPTY_PATH != 0 || (dirfd as i64 != -100 && path.first() != Some(&b'/')) {
+    if flags & AT_EMPTY_PATH != 0 || (dirfd as i32 != -100 && path.first() != Some(&b'/')) {
         // Descriptor-relative execution arrives with the VFS.
         return Err(Errno::ENOSYS);
     }
@@ -137,11 +137,13 @@ fn write_rusage(addr: u64, self_ns: u64) -> Result<(), Errno> {
 
 pub fn wait4(f: &mut TrapFrame) -> SysResult {
     let [pid, status, options, rusage, ..] = args(f);
+    // `options` is an int: __WCLONE (bit 31) arrives sign-extended.
+    let options = options as u32 as u64;
     if options & !(opt::WNOHANG | opt::WUNTRACED | opt::WCONTINUED | opt::WNOTHREAD | opt::WALL | opt::WCLONE) != 0 {
         return Err(Errno::EINVAL);
     }
     let options = options | opt::WEXITED;
-    match exit::wait_child(which_of(pid as i64), options)? {
+    match exit::wait_child(which_of(pid as i32 as i64), options)? {
         Some(ev) => {
             if status != 0 {
                 write_user(status, &ev.status)?;
@@ -155,6 +157,7 @@ pub fn wait4(f: &mut TrapFrame) -> SysResult {
 
 pub fn waitid(f: &mut TrapFrame) -> SysResult {
     let [idtype, id, infop, options, rusage, _] = args(f);
+    let options = options as u32 as u64;
     const P_ALL: u64 = 0;
     const P_PID: u64 = 1;
     const P_PGID: u64 = 2;
@@ -282,10 +285,10 @@ pub fn sched_setaffinity(f: &mut TrapFrame) -> SysResult {
     if bits == 0 {
         return Err(Errno::EINVAL);
     }
-    t.affinity.store(bits, Ordering::Relaxed);
-    if core::ptr::eq(alloc::sync::Arc::as_ptr(&t), task::current()) && bits & (1 << percpu::cpu_index()) == 0 {
-        // Move off a vCPU we may no longer run on.
-        t.need_resched.store(true, Ordering::Relaxed);
+    t.affinity.store(bits, Ordering::SeqCst);
+    if bits & (1 << t.cpu.load(Ordering::Relaxed)) == 0 {
+        // Move off a vCPU it may no longer run on (the scheduler migrates it).
+        sched::resched(&t);
     }
     Ok(0)
 }
@@ -355,23 +358,37 @@ pub fn prlimit64(f: &mut TrapFrame) -> SysResult {
 }
 
 pub fn setpgid(f: &mut TrapFrame) -> SysResult {
-    let [pid, pgid, ..] = args(f);
+    let (pid, pgid) = (f.rdi as i32, f.rsi as i32);
     let me = task::process().clone();
-    let target = if pid == 0 { me.clone() } else { pid::process(pid as u32).ok_or(Errno::ESRCH)? };
+    let pid = if pid == 0 { me.pid as i32 } else { pid };
+    let pgid = if pgid == 0 { pid } else { pgid };
+    if pgid < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let target = if pid > 0 { pid::process(pid as u32) } else { None };
+    let target = target.filter(|t| !t.exit.lock().reaped).ok_or(Errno::ESRCH)?;
+    let my_sid = me.sid.load(Ordering::Relaxed);
     let is_child = target.parent.lock().upgrade().is_some_and(|p| alloc::sync::Arc::ptr_eq(&p, &me));
-    if !alloc::sync::Arc::ptr_eq(&target, &me) && !is_child {
+    if is_child {
+        if target.sid.load(Ordering::Relaxed) != my_sid {
+            return Err(Errno::EPERM);
+        }
+        // A child that has executed a new program may no longer be moved.
+        if target.did_exec.load(Ordering::Relaxed) {
+            return Err(Errno::EACCES);
+        }
+    } else if !alloc::sync::Arc::ptr_eq(&target, &me) {
         return Err(Errno::ESRCH);
     }
-    if target.sid.load(Ordering::Relaxed) == target.pid
-        || target.sid.load(Ordering::Relaxed) != me.sid.load(Ordering::Relaxed)
-    {
+    // A session leader cannot change its group.
+    if target.sid.load(Ordering::Relaxed) == target.pid {
         return Err(Errno::EPERM);
     }
-    let pgid = if pgid == 0 { target.pid } else { pgid as u32 };
+    let pgid = pgid as u32;
     if pgid != target.pid
-        && !pid::processes().iter().any(|p| {
-            p.pgid.load(Ordering::Relaxed) == pgid && p.sid.load(Ordering::Relaxed) == me.sid.load(Ordering::Relaxed)
-        })
+        && !pid::processes()
+            .iter()
+            .any(|p| p.pgid.load(Ordering::Relaxed) == pgid && p.sid.load(Ordering::Relaxed) == my_sid)
     {
         return Err(Errno::EPERM);
     }
@@ -492,11 +509,7 @@ pub fn prctl(f: &mut TrapFrame) -> SysResult {
 pub fn times(f: &mut TrapFrame) -> SysResult {
     let t = task::current();
     let p = &t.process;
-    let now = crate::time::monotonic_ns();
-    let running = now.saturating_sub(t.run_start.load(Ordering::Relaxed));
-    let own: u64 = p.threads.lock().iter().map(|x| x.cpu_ns.load(Ordering::Relaxed)).sum::<u64>()
-        + p.dead_threads_cpu_ns.load(Ordering::Relaxed)
-        + running;
+    let own = task::timer::process_cpu_ns(p);
     let children = p.children_cpu_ns.load(Ordering::Relaxed);
     // Clock ticks of 10 ms (AT_CLKTCK = 100); all time counts as user time.
     let ticks = |ns: u64| ns / 10_000_000;
@@ -510,15 +523,181 @@ pub fn getrusage(f: &mut TrapFrame) -> SysResult {
     let [who, addr, ..] = args(f);
     let t = task::current();
     let p = &t.process;
-    let ns = match who as i64 {
-        0 => {
-            p.threads.lock().iter().map(|x| x.cpu_ns.load(Ordering::Relaxed)).sum::<u64>()
-                + p.dead_threads_cpu_ns.load(Ordering::Relaxed)
-        }
+    let ns = match who as i32 {
+        0 => task::timer::process_cpu_ns(p),
         -1 => p.children_cpu_ns.load(Ordering::Relaxed),
-        1 => t.cpu_ns.load(Ordering::Relaxed),
+        1 => task::timer::thread_cpu_ns(t),
         _ => return Err(Errno::EINVAL),
     };
     write_rusage(addr, ns)?;
     Ok(0)
+}
+
+/// Scheduling policies.
+mod policy {
+    pub const OTHER: u32 = 0;
+    pub const FIFO: u32 = 1;
+    pub const RR: u32 = 2;
+    pub const BATCH: u32 = 3;
+    pub const IDLE: u32 = 5;
+    /// sched_setscheduler flag: reset to SCHED_OTHER in children.
+    pub const RESET_ON_FORK: u32 = 0x4000_0000;
+}
+
+fn is_rt(p: u32) -> bool {
+    p == policy::FIFO || p == policy::RR
+}
+
+/// The thread a scheduling call names (0: the caller).
+fn sched_target(pid: u64) -> Result<alloc::sync::Arc<task::Task>, Errno> {
+    match pid as i32 {
+        0 => Ok(task::current_arc()),
+        p if p < 0 => Err(Errno::EINVAL),
+        p => pid::task(p as u32).ok_or(Errno::ESRCH),
+    }
+}
+
+/// Whether the caller may change another task's scheduling (same user or CAP_SYS_NICE).
+fn may_reschedule(t: &task::Task) -> bool {
+    let me = task::process().creds.lock().clone();
+    if me.has(task::cap::SYS_NICE) || core::ptr::eq(&*t.process, &**task::process()) {
+        return true;
+    }
+    let c = t.process.creds.lock();
+    me.euid == c.uid || me.euid == c.euid
+}
+
+pub fn sched_setscheduler(f: &mut TrapFrame) -> SysResult {
+    let [pid, pol, param, ..] = args(f);
+    let t = sched_target(pid)?;
+    if param == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let prio: i32 = read_user(param)?;
+    set_scheduler(&t, (pol as i32) as u32 & !policy::RESET_ON_FORK, prio)
+}
+
+fn set_scheduler(t: &task::Task, pol: u32, prio: i32) -> SysResult {
+    match pol {
+        policy::OTHER | policy::BATCH | policy::IDLE if prio == 0 => {}
+        policy::FIFO | policy::RR if (1..=99).contains(&prio) => {}
+        _ => return Err(Errno::EINVAL),
+    }
+    if !may_reschedule(t) {
+        return Err(Errno::EPERM);
+    }
+    // Real-time policies need CAP_SYS_NICE (RLIMIT_RTPRIO is 0 in a sandbox).
+    let rtprio = t.process.rlimits.lock()[qlib::linux::consts::rlimit::RLIMIT_RTPRIO as usize].cur;
+    if is_rt(pol) && (prio as u64) > rtprio && !task::process().creds.lock().has(task::cap::SYS_NICE) {
+        return Err(Errno::EPERM);
+    }
+    t.policy.store(pol, Ordering::Relaxed);
+    t.rt_priority.store(prio as u32, Ordering::Relaxed);
+    Ok(0)
+}
+
+pub fn sched_getscheduler(f: &mut TrapFrame) -> SysResult {
+    Ok(sched_target(f.rdi)?.policy.load(Ordering::Relaxed) as u64)
+}
+
+pub fn sched_setparam(f: &mut TrapFrame) -> SysResult {
+    let [pid, param, ..] = args(f);
+    let t = sched_target(pid)?;
+    if param == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let prio: i32 = read_user(param)?;
+    let pol = t.policy.load(Ordering::Relaxed);
+    set_scheduler(&t, pol, prio)
+}
+
+pub fn sched_getparam(f: &mut TrapFrame) -> SysResult {
+    let [pid, param, ..] = args(f);
+    if param == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let t = sched_target(pid)?;
+    write_user(param, &(t.rt_priority.load(Ordering::Relaxed) as i32))?;
+    Ok(0)
+}
+
+pub fn sched_get_priority_max(f: &mut TrapFrame) -> SysResult {
+    match f.rdi as u32 {
+        policy::FIFO | policy::RR => Ok(99),
+        policy::OTHER | policy::BATCH | policy::IDLE => Ok(0),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+pub fn sched_get_priority_min(f: &mut TrapFrame) -> SysResult {
+    match f.rdi as u32 {
+        policy::FIFO | policy::RR => Ok(1),
+        policy::OTHER | policy::BATCH | policy::IDLE => Ok(0),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+pub fn sched_rr_get_interval(f: &mut TrapFrame) -> SysResult {
+    let [pid, tp, ..] = args(f);
+    let t = sched_target(pid)?;
+    let ns = if t.policy.load(Ordering::Relaxed) == policy::FIFO { 0 } else { sched::SLICE_NS };
+    write_user(tp, &qlib::linux::types::Timespec::from_ns(ns))?;
+    Ok(0)
+}
+
+/// The threads a getpriority/setpriority call names.
+fn prio_targets(which: u64, who: u64) -> Result<alloc::vec::Vec<alloc::sync::Arc<task::Task>>, Errno> {
+    const PRIO_PROCESS: u64 = 0;
+    const PRIO_PGRP: u64 = 1;
+    const PRIO_USER: u64 = 2;
+    let who = who as u32;
+    let me = task::process();
+    let v: alloc::vec::Vec<_> = match which {
+        PRIO_PROCESS => {
+            if who == 0 {
+                alloc::vec![task::current_arc()]
+            } else {
+                pid::task(who).into_iter().collect()
+            }
+        }
+        PRIO_PGRP => {
+            let g = if who == 0 { me.pgid.load(Ordering::Relaxed) } else { who };
+            pid::tasks().into_iter().filter(|t| t.process.pgid.load(Ordering::Relaxed) == g).collect()
+        }
+        PRIO_USER => {
+            let u = if who == 0 { me.creds.lock().uid } else { who };
+            pid::tasks().into_iter().filter(|t| t.process.creds.lock().uid == u).collect()
+        }
+        _ => return Err(Errno::EINVAL),
+    };
+    if v.is_empty() {
+        return Err(Errno::ESRCH);
+    }
+    Ok(v)
+}
+
+pub fn getpriority(f: &mut TrapFrame) -> SysResult {
+    // The raw call returns 20 - nice (1..40) so no value looks like an error.
+    let best = prio_targets(f.rdi, f.rsi)?.iter().map(|t| t.nice.load(Ordering::Relaxed)).min().unwrap_or(0);
+    Ok((20 - best) as u64)
+}
+
+pub fn setpriority(f: &mut TrapFrame) -> SysResult {
+    let nice = (f.rdx as i32).clamp(-20, 19);
+    let can_raise = task::process().creds.lock().has(task::cap::SYS_NICE);
+    let nice_limit = task::process().rlimits.lock()[qlib::linux::consts::rlimit::RLIMIT_NICE as usize].cur as i32;
+    let mut err = None;
+    for t in prio_targets(f.rdi, f.rsi)? {
+        if !may_reschedule(&t) {
+            err = Some(Errno::EPERM);
+            continue;
+        }
+        // Lowering the nice value (raising priority) past RLIMIT_NICE needs CAP_SYS_NICE.
+        if nice < t.nice.load(Ordering::Relaxed) && 20 - nice > nice_limit && !can_raise {
+            err = Some(Errno::EACCES);
+            continue;
+        }
+        t.nice.store(nice, Ordering::Relaxed);
+    }
+    err.map_or(Ok(0), Err)
 }

@@ -15,23 +15,21 @@ use qlib::linux::consts::signal::{NSIG, SIGALRM};
 use qlib::linux::types::{Timespec, Timeval};
 use qlib::linux::Errno;
 
-fn thread_cpu_ns(t: &task::Task) -> u64 {
-    let running = time::monotonic_ns().saturating_sub(t.run_start.load(Ordering::Relaxed));
-    t.cpu_ns.load(Ordering::Relaxed) + if core::ptr::eq(t, task::current()) { running } else { 0 }
-}
+use crate::task::timer::{process_cpu_ns, thread_cpu_ns, CpuItimer};
 
-fn process_cpu_ns(p: &task::Process) -> u64 {
-    p.threads.lock().iter().map(|t| thread_cpu_ns(t)).sum::<u64>() + p.dead_threads_cpu_ns.load(Ordering::Relaxed)
-}
+/// Resolution of the *_COARSE clocks: they read the time of the last 4 ms
+/// tick (Linux's jiffy at HZ=250); the vDSO does the same.
+pub const COARSE_NS: u64 = 4_000_000;
 
 /// Current time of `clk` in nanoseconds.
 pub fn clock_now(clk: u64) -> Result<u64, Errno> {
+    let coarse = |ns: u64| ns - ns % COARSE_NS;
     Ok(match clk {
-        CLOCK_REALTIME | CLOCK_REALTIME_COARSE | CLOCK_REALTIME_ALARM => time::realtime_ns(),
+        CLOCK_REALTIME | CLOCK_REALTIME_ALARM => time::realtime_ns(),
+        CLOCK_REALTIME_COARSE => coarse(time::realtime_ns()),
         CLOCK_TAI => time::realtime_ns() + 37_000_000_000,
-        CLOCK_MONOTONIC | CLOCK_MONOTONIC_RAW | CLOCK_MONOTONIC_COARSE | CLOCK_BOOTTIME | CLOCK_BOOTTIME_ALARM => {
-            time::monotonic_ns()
-        }
+        CLOCK_MONOTONIC | CLOCK_MONOTONIC_RAW | CLOCK_BOOTTIME | CLOCK_BOOTTIME_ALARM => time::monotonic_ns(),
+        CLOCK_MONOTONIC_COARSE => coarse(time::monotonic_ns()),
         CLOCK_PROCESS_CPUTIME_ID => process_cpu_ns(task::process()),
         CLOCK_THREAD_CPUTIME_ID => thread_cpu_ns(task::current()),
         _ => return Err(Errno::EINVAL),
@@ -53,7 +51,8 @@ pub fn clock_gettime(f: &mut TrapFrame) -> SysResult {
 pub fn clock_getres(f: &mut TrapFrame) -> SysResult {
     clock_now(f.rdi)?;
     if f.rsi != 0 {
-        write_user(f.rsi, &Timespec { tv_sec: 0, tv_nsec: 1 })?;
+        let res = if matches!(f.rdi, CLOCK_REALTIME_COARSE | CLOCK_MONOTONIC_COARSE) { COARSE_NS } else { 1 };
+        write_user(f.rsi, &Timespec { tv_sec: 0, tv_nsec: res as i64 })?;
     }
     Ok(0)
 }
@@ -120,6 +119,34 @@ pub fn clock_nanosleep(f: &mut TrapFrame) -> SysResult {
 }
 
 const ITIMER_REAL: u64 = 0;
+const ITIMER_VIRTUAL: u64 = 1;
+const ITIMER_PROF: u64 = 2;
+
+/// Sets ITIMER_VIRTUAL or ITIMER_PROF; returns the old (value, interval).
+fn set_cpu_timer(which: u64, value_ns: u64, interval_ns: u64) -> (u64, u64) {
+    let p = task::process();
+    let now = process_cpu_ns(p);
+    let old = {
+        let mut t = p.timers.lock();
+        let it = if which == ITIMER_VIRTUAL { &mut t.virt } else { &mut t.prof };
+        let old = (if it.deadline != 0 { it.deadline.saturating_sub(now).max(1) } else { 0 }, it.interval);
+        *it = CpuItimer { deadline: if value_ns != 0 { now + value_ns } else { 0 }, interval: interval_ns };
+        old
+    };
+    let wall = timer::cpu_timer_wall_deadline();
+    if wall != 0 {
+        timer::reprogram_with(wall);
+    }
+    old
+}
+
+fn get_cpu_timer(which: u64) -> (u64, u64) {
+    let p = task::process();
+    let now = process_cpu_ns(p);
+    let t = p.timers.lock();
+    let it = if which == ITIMER_VIRTUAL { t.virt } else { t.prof };
+    (if it.deadline != 0 { it.deadline.saturating_sub(now).max(1) } else { 0 }, it.interval)
+}
 
 fn set_real_timer(p: &Arc<task::Process>, value_ns: u64, interval_ns: u64) -> (u64, u64) {
     let now = time::monotonic_ns();
@@ -154,12 +181,16 @@ fn ns_tv(ns: u64) -> Timeval {
 
 pub fn setitimer(f: &mut TrapFrame) -> SysResult {
     let [which, new, old, ..] = args(f);
-    if which != ITIMER_REAL {
-        // ITIMER_VIRTUAL/PROF need per-mode CPU accounting, not offered.
+    if which > ITIMER_PROF {
         return Err(Errno::EINVAL);
     }
     let v: [Timeval; 2] = if new != 0 { read_user(new)? } else { [Timeval::default(); 2] };
-    let (left, interval) = set_real_timer(task::process(), tv_ns(&v[1])?, tv_ns(&v[0])?);
+    let (value, interval) = (tv_ns(&v[1])?, tv_ns(&v[0])?);
+    let (left, interval) = if which == ITIMER_REAL {
+        set_real_timer(task::process(), value, interval)
+    } else {
+        set_cpu_timer(which, value, interval)
+    };
     if old != 0 {
         write_user(old, &[ns_tv(interval), ns_tv(left)])?;
     }
@@ -167,6 +198,11 @@ pub fn setitimer(f: &mut TrapFrame) -> SysResult {
 }
 
 pub fn getitimer(f: &mut TrapFrame) -> SysResult {
+    if f.rdi == ITIMER_VIRTUAL || f.rdi == ITIMER_PROF {
+        let (left, interval) = get_cpu_timer(f.rdi);
+        write_user(f.rsi, &[ns_tv(interval), ns_tv(left)])?;
+        return Ok(0);
+    }
     if f.rdi != ITIMER_REAL {
         return Err(Errno::EINVAL);
     }
@@ -234,6 +270,8 @@ pub fn timer_create(f: &mut TrapFrame) -> SysResult {
         deadline: 0,
         interval: 0,
         overrun: 0,
+        overrun_last: 0,
+        pending: false,
         generation: 0,
         armed: None,
     });
@@ -296,7 +334,7 @@ pub fn timer_gettime(f: &mut TrapFrame) -> SysResult {
 }
 
 pub fn timer_getoverrun(f: &mut TrapFrame) -> SysResult {
-    with_timer(f.rdi, |t| t.overrun as u64)
+    with_timer(f.rdi, |t| t.overrun_last as u64)
 }
 
 pub fn timer_delete(f: &mut TrapFrame) -> SysResult {

@@ -174,6 +174,7 @@ pub fn execve(path: &[u8], argv: &[Vec<u8>], envp: &[Vec<u8>], frame: &mut TrapF
     *p.files.lock() = Arc::new(SpinLock::new(files));
     drop(closed);
     *p.exe.lock() = abs.clone();
+    p.did_exec.store(true, Ordering::Relaxed);
     let base = abs.rsplit(|&c| c == b'/').next().unwrap_or(&abs);
     let mut comm = [0u8; 16];
     let n = base.len().min(15);

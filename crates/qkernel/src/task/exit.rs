@@ -154,15 +154,16 @@ fn process_exit(p: &Arc<Process>, status: ExitStatus) {
         p.exit.lock().zombie = true;
         return;
     };
-    // A parent that ignores SIGCHLD (or asked SA_NOCLDWAIT) leaves no zombie.
-    let auto_reap = {
+    // A parent that ignores SIGCHLD (or asked SA_NOCLDWAIT) leaves no zombie;
+    // with SA_NOCLDWAIT and a handler, the handler still runs.
+    let (auto_reap, ignoring) = {
         let h = parent.sighand.lock().clone();
         let a = h.lock().get(SIGCHLD);
-        a.handler == signal::SIG_IGN || a.flags & signal::sa::NOCLDWAIT != 0
+        (a.handler == signal::SIG_IGN || a.flags & signal::sa::NOCLDWAIT != 0, a.handler == signal::SIG_IGN)
     };
     p.exit.lock().zombie = true;
     let exit_signal = p.exit_signal.load(Ordering::Relaxed);
-    if exit_signal != 0 && !auto_reap {
+    if exit_signal != 0 && !(ignoring && exit_signal == SIGCHLD) {
         let (code, st) = match status {
             ExitStatus::Exited(c) => (code::CLD_EXITED, c as i32),
             ExitStatus::Signaled(s, core) => (if core { code::CLD_DUMPED } else { code::CLD_KILLED }, s as i32),
@@ -264,7 +265,11 @@ pub fn wait_child(which: Which, options: u64) -> Result<Option<WaitEvent>, Errno
                     Which::Pid(p) => c.pid == p,
                     Which::Pgid(g) => c.pgid.load(Ordering::Relaxed) == g,
                 };
-                if !matches {
+                // A "clone" child (exit signal other than SIGCHLD) is waited
+                // for only with __WCLONE, the others only without; __WALL
+                // takes both.
+                let clone_child = c.exit_signal.load(Ordering::Relaxed) != SIGCHLD;
+                if !matches || (options & opt::WALL == 0 && clone_child != (options & opt::WCLONE != 0)) {
                     continue;
                 }
                 any = true;

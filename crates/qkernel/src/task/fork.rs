@@ -143,6 +143,7 @@ fn build(
             dumpable: AtomicBool::new(pp.dumpable.load(Ordering::Relaxed)),
             start_ns: crate::time::uptime_ns(),
             group_exit_code: AtomicI32::new(0),
+            did_exec: AtomicBool::new(false),
         })
     };
     let task = new_task(tid, process.clone(), fpu).ok_or(Errno::ENOMEM)?;
@@ -155,6 +156,9 @@ fn build(
         .store(if f & CLONE_SETTLS != 0 { a.tls } else { parent.fs_base.load(Ordering::Relaxed) }, Ordering::Relaxed);
     task.gs_base.store(parent.gs_base.load(Ordering::Relaxed), Ordering::Relaxed);
     task.affinity.store(parent.affinity.load(Ordering::Relaxed), Ordering::Relaxed);
+    task.nice.store(parent.nice.load(Ordering::Relaxed), Ordering::Relaxed);
+    task.policy.store(parent.policy.load(Ordering::Relaxed), Ordering::Relaxed);
+    task.rt_priority.store(parent.rt_priority.load(Ordering::Relaxed), Ordering::Relaxed);
     *task.comm.lock() = *parent.comm.lock();
     {
         let ps = parent.sig.lock();

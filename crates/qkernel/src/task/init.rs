@@ -101,6 +101,7 @@ pub fn new_process(pid: u32, mm: Arc<Mm>, creds: Creds, exe: Vec<u8>, cwd: Vec<u
         dumpable: AtomicBool::new(true),
         start_ns: crate::time::uptime_ns(),
         group_exit_code: AtomicI32::new(0),
+        did_exec: AtomicBool::new(false),
     })
 }
 
@@ -108,6 +109,13 @@ pub fn new_process(pid: u32, mm: Arc<Mm>, creds: Creds, exe: Vec<u8>, cwd: Vec<u
 pub fn start(process: Arc<Process>, tid: u32, frame: TrapFrame) -> Result<(), Errno> {
     let task = new_task(tid, process.clone(), FpuState::new_initial().ok_or(Errno::ENOMEM)?).ok_or(Errno::ENOMEM)?;
     let frame = TrapFrame { cs: USER_CS as u64, ss: USER_DS as u64, rflags: RFLAGS_IF | 2, ..frame };
+    // The command name is the program's base name, as after an execve.
+    {
+        let exe = process.exe.lock();
+        let base = exe.rsplit(|&c| c == b'/').next().unwrap_or(&exe);
+        let n = base.len().min(15);
+        task.comm.lock()[..n].copy_from_slice(&base[..n]);
+    }
     // SAFETY: the new task's kernel stack is unused.
     let ctx = unsafe { switch::initial_context(task.kstack_top(), &frame) };
     // SAFETY: the task is not running yet.

@@ -201,6 +201,12 @@ pub struct Task {
     pub vfork_done: SpinLock<Option<Arc<WaitQueue>>>,
     /// Signal sent to this thread when its parent process dies (PR_SET_PDEATHSIG).
     pub pdeath_signal: AtomicU32,
+    /// Nice value (-20..19), scheduling policy and real-time priority, as
+    /// set by setpriority/sched_setscheduler: recorded and reported (every
+    /// task is scheduled round-robin).
+    pub nice: AtomicI32,
+    pub policy: AtomicU32,
+    pub rt_priority: AtomicU32,
 }
 
 // SAFETY: the UnsafeCell fields are touched only by the vCPU running the task
@@ -247,6 +253,8 @@ pub struct Process {
     pub start_ns: u64,
     /// Exit code set by exit_group for the remaining threads.
     pub group_exit_code: AtomicI32,
+    /// The process has executed a program since fork (setpgid: EACCES).
+    pub did_exec: AtomicBool,
 }
 
 /// The exit state of a process.
@@ -351,6 +359,9 @@ pub fn new_task(tid: u32, process: Arc<Process>, fpu: FpuState) -> Option<Arc<Ta
         comm: SpinLock::new([0; 16]),
         vfork_done: SpinLock::new(None),
         pdeath_signal: AtomicU32::new(0),
+        nice: AtomicI32::new(0),
+        policy: AtomicU32::new(0),
+        rt_priority: AtomicU32::new(0),
     }))
 }
 

@@ -137,6 +137,18 @@ fn kick(c: usize) {
     }
 }
 
+/// Makes `t` reschedule soon: at once when it is the current task (on its
+/// way back to user mode), else by interrupting the vCPU it runs on.
+pub fn resched(t: &Task) {
+    t.need_resched.store(true, Ordering::SeqCst);
+    if t.on_cpu.load(Ordering::Acquire) {
+        let c = t.cpu.load(Ordering::Relaxed) as usize;
+        if c != percpu::cpu_index() {
+            apic::send_ipi(c as u32, apic::WAKE_VECTOR);
+        }
+    }
+}
+
 /// Starts a new runnable task.
 pub fn spawn(t: Arc<Task>) {
     let c = place(&t);
@@ -236,12 +248,26 @@ fn pop_next(rq: &mut RunQueue, c: usize) -> Option<Arc<Task>> {
 fn reschedule(yielding: bool) {
     let c = percpu::cpu_index();
     tlb::service_pending();
+    // A runnable task that may no longer run here (sched_setaffinity) moves
+    // to an allowed vCPU's queue first; that vCPU starts it once our switch
+    // away from it completes (`on_cpu`).
+    let migrating = {
+        let cur = super::current();
+        cur.state() == State::Runnable && cur.affinity.load(Ordering::Relaxed) & (1 << c) == 0
+    };
+    if migrating {
+        let cur = super::current_arc();
+        let to = place(&cur);
+        if to != c {
+            enqueue(to, cur);
+        }
+    }
     let mut rq = RQ[c].lock();
     let Some(cur) = rq.current.clone() else {
         panic!("schedule() without a current task");
     };
     cur.need_resched.store(false, Ordering::Relaxed);
-    let runnable = cur.state() == State::Runnable;
+    let runnable = cur.state() == State::Runnable && !(migrating && cur.on_rq.load(Ordering::Relaxed));
     if runnable && !yielding {
         // Woken before it got to sleep: keep running.
         return;
@@ -316,6 +342,11 @@ fn switch_to_task(mut rq: crate::sync::SpinGuard<'_, RunQueue>, c: usize, save: 
     let load = unsafe { *next.ctx.get() };
     rq.current = Some(next);
     set_slice(&mut rq);
+    // CPU-time interval timers of the process switched to.
+    let cpu_timer = super::timer::cpu_timer_wall_deadline();
+    if cpu_timer != 0 {
+        super::timer::reprogram_with(cpu_timer);
+    }
     core::mem::forget(rq);
     // SAFETY: `load` was saved by a previous switch or built by
     // initial_context; the run-queue lock passes to `next`.

@@ -55,9 +55,14 @@ pub mod code {
     pub const SI_TKILL: i32 = -6;
     pub const SEGV_MAPERR: i32 = 1;
     pub const SEGV_ACCERR: i32 = 2;
+    pub const BUS_ADRALN: i32 = 1;
     pub const BUS_ADRERR: i32 = 2;
     pub const ILL_ILLOPN: i32 = 2;
     pub const FPE_INTDIV: i32 = 1;
+    pub const FPE_FLTDIV: i32 = 3;
+    pub const FPE_FLTOVF: i32 = 4;
+    pub const FPE_FLTUND: i32 = 5;
+    pub const FPE_FLTRES: i32 = 6;
     pub const FPE_FLTINV: i32 = 7;
     pub const TRAP_BRKPT: i32 = 1;
     pub const TRAP_TRACE: i32 = 2;
@@ -192,6 +197,9 @@ pub struct TaskSignals {
     pub altstack: (u64, u64, u32),
     /// Mask to restore after a sigsuspend/ppoll/pselect handler returns.
     pub saved_mask: Option<SigSet>,
+    /// The mask in force while rt_sigtimedwait unblocks the awaited signals
+    /// (they still count as blocked: never ignored, never delivered).
+    pub real_blocked: SigSet,
 }
 
 /// `SS_ONSTACK`, `SS_DISABLE`.
@@ -235,8 +243,10 @@ fn ignored(p: &Process, sig: u32) -> bool {
 
 /// The sandbox's init ignores signals it has no handler for, except SIGKILL
 /// and SIGSTOP from outside the sandbox and faults it raises itself.
-fn init_protected(p: &Process, sig: u32, from_host: bool, info: &SigInfo) -> bool {
-    if p.pid != 1 || info.code == code::SI_KERNEL && SYNCHRONOUS & bit(sig) != 0 {
+/// Blocked signals are queued all the same (Linux's `sig_ignored` looks at
+/// the mask first); [`init_drops`] then applies when they are delivered.
+fn init_protected(p: &Process, sig: u32, from_host: bool, info: &SigInfo, blocked: bool) -> bool {
+    if p.pid != 1 || blocked || info.code == code::SI_KERNEL && SYNCHRONOUS & bit(sig) != 0 {
         return false;
     }
     if from_host && (sig == SIGKILL || sig == SIGSTOP) {
@@ -267,6 +277,19 @@ fn signal_side_effects(p: &Arc<Process>, sig: u32) {
     }
 }
 
+/// True when `t` blocks `sig` (or awaits it in rt_sigtimedwait).
+fn blocks(t: &Task, sig: u32) -> bool {
+    let s = t.sig.lock();
+    (s.blocked | s.real_blocked) & bit(sig) != 0
+}
+
+/// Whether init drops `sig` with the default action when it is delivered
+/// (it was queued while blocked): everything but SIGKILL and faults.
+fn init_drops(sig: u32, info: &SigInfo) -> bool {
+    let fault = SYNCHRONOUS & bit(sig) != 0 && (info.code > 0 || info.code == code::SI_KERNEL);
+    sig != SIGKILL && !fault
+}
+
 /// Makes `t` notice a newly pending signal: sets its flag and wakes it from
 /// an interruptible sleep.
 fn signal_wake(t: &Arc<Task>, sig: u32) {
@@ -289,11 +312,11 @@ fn send_to_task_from(t: &Arc<Task>, sig: u32, info: SigInfo, from_host: bool) ->
     if sig == 0 || sig > NSIG {
         return false;
     }
-    if init_protected(p, sig, from_host, &info) {
+    if init_protected(p, sig, from_host, &info, blocks(t, sig)) {
         return false;
     }
     signal_side_effects(p, sig);
-    if ignored(p, sig) && t.sig.lock().blocked & bit(sig) == 0 {
+    if ignored(p, sig) && !blocks(t, sig) {
         return false;
     }
     let limit = sigpending_limit(p);
@@ -320,11 +343,17 @@ fn send_to_process_from(p: &Arc<Process>, sig: u32, info: SigInfo, from_host: bo
     if sig == 0 || sig > NSIG || p.exit.lock().zombie {
         return false;
     }
-    if init_protected(p, sig, from_host, &info) {
+    // Blocked signals are never ignored (the handler may change before they
+    // are unblocked); the main thread's mask decides, as on Linux.
+    let leader_blocks = {
+        let threads = p.threads.lock();
+        threads.iter().find(|t| t.tid == p.pid).or(threads.first()).is_some_and(|t| blocks(t, sig))
+    };
+    if init_protected(p, sig, from_host, &info, leader_blocks) {
         return false;
     }
     signal_side_effects(p, sig);
-    if ignored(p, sig) {
+    if ignored(p, sig) && !leader_blocks {
         return false;
     }
     let limit = sigpending_limit(p);
@@ -376,7 +405,13 @@ pub fn has_deliverable(t: &Task) -> bool {
     }
     let s = t.sig.lock();
     let pending = s.pending.set | t.process.shared_pending.lock().set;
-    pending & !(s.blocked & !UNBLOCKABLE) != 0 || t.process.exit.lock().exiting
+    if pending & !(s.blocked & !UNBLOCKABLE) != 0 {
+        return true;
+    }
+    drop(s);
+    // exit_group, or another thread's execve, ends this thread's waits too.
+    let e = t.process.exit.lock();
+    e.exiting || e.dethread_by.is_some_and(|tid| tid != t.tid)
 }
 
 /// Takes the next signal to deliver: faults first, then the lowest number.
@@ -404,7 +439,28 @@ fn dequeue(t: &Task) -> Option<SigInfo> {
     if s.pending.set & allowed == 0 && shared.set & allowed == 0 {
         t.sig_flag.store(false, Ordering::Release);
     }
-    r
+    drop(shared);
+    drop(s);
+    r.map(|info| taken(&t.process, info))
+}
+
+/// Bookkeeping for a signal leaving a queue (delivery or sigtimedwait): a
+/// POSIX timer's signal reports the expirations it stood for (si_overrun)
+/// and lets the timer queue its next one.
+pub fn taken(p: &Process, mut info: SigInfo) -> SigInfo {
+    if info.code == code::SI_TIMER {
+        let mut timers = p.timers.lock();
+        if let Some(Some(pt)) = timers.posix.get_mut(info.fields[0] as u32 as usize) {
+            if pt.pending {
+                pt.pending = false;
+                pt.overrun_last = pt.overrun;
+                pt.overrun = 0;
+                // si_overrun is the int after si_tid.
+                info.fields[0] = (info.fields[0] & 0xffff_ffff) | ((pt.overrun_last as u64) << 32);
+            }
+        }
+    }
+    info
 }
 
 // Frame layout (x86-64 `struct rt_sigframe`, `ucontext`, `sigcontext`).
@@ -602,6 +658,11 @@ fn deliver_one(t: &Arc<Task>, f: &mut TrapFrame) -> Option<bool> {
     if action.handler == SIG_IGN || (action.handler == SIG_DFL && default_action(sig) == Default_::Ignore) {
         return Some(false);
     }
+    if action.handler == SIG_DFL && p.pid == 1 && init_drops(sig, &info) {
+        // The sandbox's init has no default action but for SIGKILL (which
+        // reaches it only from outside) and its own faults.
+        return Some(false);
+    }
     if action.handler == SIG_DFL {
         match default_action(sig) {
             Default_::Ignore | Default_::Continue => return Some(false),
@@ -711,7 +772,13 @@ pub struct PosixTimer {
     pub target_tid: u32,
     pub deadline: u64,
     pub interval: u64,
+    /// Expirations since its signal was queued (added to si_overrun).
     pub overrun: u32,
+    /// si_overrun of the last signal taken (timer_getoverrun).
+    pub overrun_last: u32,
+    /// Its signal is queued and not yet taken: further expirations only
+    /// count overruns (one queued signal per timer, as on Linux).
+    pub pending: bool,
     pub generation: u64,
     pub armed: Option<timer::TimerId>,
 }
@@ -742,6 +809,15 @@ pub fn posix_timer_fired(p: &Arc<Process>, index: usize, generation: u64, now: u
     const SIGEV_THREAD_ID: u32 = 4;
     if notify == SIGEV_NONE {
         return;
+    }
+    {
+        let mut timers = p.timers.lock();
+        let Some(Some(pt)) = timers.posix.get_mut(index) else { return };
+        if pt.pending {
+            pt.overrun = pt.overrun.saturating_add(1);
+            return;
+        }
+        pt.pending = true;
     }
     let mut info = SigInfo { signo: sig as i32, errno: 0, code: code::SI_TIMER, _pad: 0, fields: [0; 14] };
     info.fields[0] = index as u64;

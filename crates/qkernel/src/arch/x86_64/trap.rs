@@ -147,8 +147,8 @@ fn exception(f: &mut TrapFrame) {
                 f.rip = rip;
                 (sig, c, addr)
             }
-            16 | 19 => (SIGFPE, code::FPE_FLTINV, f.rip),
-            17 => (SIGBUS, code::BUS_ADRERR, 0),
+            16 | 19 => (SIGFPE, fpu_exception_code(f.vector == 19), f.rip),
+            17 => (SIGBUS, code::BUS_ADRALN, 0),
             12 => (SIGBUS, code::SI_KERNEL, 0),
             _ => (SIGSEGV, code::SI_KERNEL, 0),
         };
@@ -156,6 +156,42 @@ fn exception(f: &mut TrapFrame) {
         return;
     }
     kernel_fault(f, cpu::cr2());
+}
+
+/// The si_code of an x87 (#MF) or SIMD (#XM) exception: the first unmasked
+/// exception flag that is set, in Linux's order (`fpu__exception_code`).
+fn fpu_exception_code(simd: bool) -> i32 {
+    // The user's registers are still live (the kernel never uses the FPU):
+    // snapshot them to read the status and control words.
+    let fpu = task::current().fpu();
+    fpu.save();
+    let img = fpu.legacy();
+    let word = |o: usize| u16::from_le_bytes([img[o], img[o + 1]]) as u32;
+    let err = if simd {
+        let mxcsr = word(24) | (word(26) << 16);
+        // Flags in bits 0-5, their masks in bits 7-12.
+        !(mxcsr >> 7) & mxcsr & 0x3f
+    } else {
+        // FSW flags (with the stack fault bit 6) against the FCW masks.
+        let (cwd, swd) = (word(0), word(2));
+        if swd & !cwd & 0x40 != 0 {
+            return code::FPE_FLTINV;
+        }
+        swd & !cwd & 0x3f
+    };
+    if err & 0x01 != 0 {
+        code::FPE_FLTINV
+    } else if err & 0x04 != 0 {
+        code::FPE_FLTDIV
+    } else if err & 0x08 != 0 {
+        code::FPE_FLTOVF
+    } else if err & 0x12 != 0 {
+        code::FPE_FLTUND
+    } else if err & 0x20 != 0 {
+        code::FPE_FLTRES
+    } else {
+        0
+    }
 }
 
 /// An exception in supervisor mode that nothing handles: a kernel bug.
