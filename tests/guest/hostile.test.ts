@@ -237,7 +237,7 @@ for (const p of PROGRAMS) {
     const unexpected = fails.filter((l) => !(p.knownBugs ?? []).some((b) => b.line.test(l)));
     t.deepEqual(unexpected, [], `checks that did not hold:\n${r.stdout}\n${r.stderr}`);
     t.regex(r.stdout, new RegExp(`^done \\d+ checks, ${fails.length} failed$`, 'm'), r.stderr);
-    t.is(r.status, fails.length ? 1 : 0, r.stderr);
+    t.is(r.status, fails.length ? 1 : 0, `${r.stdout}\n${r.stderr}`);
     for (const re of p.expect ?? []) t.regex(r.stdout, re);
   });
   if (p.knownBugs?.length) {
