@@ -52,7 +52,16 @@ pub struct PageTable {
     /// without scanning tables (each entry read costs ~1 µs where supervisor
     /// code is emulated: a full scan of one table is ~2 ms).
     tables: SpinLock<Vec<u64>>,
+    /// The leaf table of the last 2 MiB region `entry` resolved: tables are
+    /// never freed before the space is, so the pair stays valid. Packed in
+    /// one word so concurrent faults never see half an update: bit 63 valid,
+    /// bits 28..54 the region (va >> 21), bits 0..28 the table's frame
+    /// number (guest memory below 1 TiB).
+    last_leaf: AtomicU64,
 }
+
+const LEAF_VALID: u64 = 1 << 63;
+const LEAF_FRAME_BITS: u32 = 28;
 
 impl PageTable {
     /// A new address space sharing the kernel's upper half.
@@ -63,7 +72,7 @@ impl PageTable {
         for i in 256..512 {
             t[i].store(template[i].load(Ordering::Relaxed), Ordering::Relaxed);
         }
-        Some(PageTable { pml4, tables: SpinLock::new(Vec::new()) })
+        Some(PageTable { pml4, tables: SpinLock::new(Vec::new()), last_leaf: AtomicU64::new(0) })
     }
 
     /// Guest-physical address of the PML4 (the CR3 value).
@@ -75,6 +84,12 @@ impl PageTable {
     /// (safe against concurrent creators).
     pub fn entry(&self, va: u64, create: bool) -> Option<&'static AtomicU64> {
         debug_assert!(va < USER_END);
+        let region = va >> 21;
+        let cached = self.last_leaf.load(Ordering::Relaxed);
+        if cached & LEAF_VALID != 0 && (cached & !LEAF_VALID) >> LEAF_FRAME_BITS == region {
+            let t = (cached & ((1 << LEAF_FRAME_BITS) - 1)) << 12;
+            return Some(&table(t)[index(va, 0)]);
+        }
         let mut t = self.pml4;
         for level in (1..4).rev() {
             let e = &table(t)[index(va, level)];
@@ -96,6 +111,9 @@ impl PageTable {
                 }
             }
             t = v & PTE_ADDR;
+        }
+        if t >> 12 < 1 << LEAF_FRAME_BITS {
+            self.last_leaf.store(LEAF_VALID | (region << LEAF_FRAME_BITS) | (t >> 12), Ordering::Relaxed);
         }
         Some(&table(t)[index(va, 0)])
     }

@@ -9,7 +9,6 @@ use crate::task::wait::{sleep_until, WaitResult};
 use crate::task::{self, pid};
 use crate::time;
 use alloc::sync::Arc;
-use core::sync::atomic::Ordering;
 use qlib::linux::consts::clock::*;
 use qlib::linux::consts::signal::{NSIG, SIGALRM};
 use qlib::linux::types::{Timespec, Timeval};

@@ -22,7 +22,7 @@ use crate::mm::{tlb, Mm};
 use crate::sync::SpinLock;
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use qlib::layout::MAX_VCPUS;
 
 /// Length of a time slice.
@@ -52,6 +52,23 @@ static RQ: [SpinLock<RunQueue>; MAX_VCPUS as usize] = [const {
         slice_end: 0,
     })
 }; MAX_VCPUS as usize];
+/// The address space in each vCPU's CR3 (`RunQueue::loaded_mm`, which keeps
+/// it alive), for the page-fault path to reach without locks or reference
+/// counting.
+static LOADED_MM: [AtomicPtr<Mm>; MAX_VCPUS as usize] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_VCPUS as usize];
+
+/// The address space loaded on this vCPU: the current task's (a task's
+/// address space changes only by its own execve, which reloads it).
+#[inline]
+pub fn loaded_mm() -> Option<&'static Mm> {
+    let p = LOADED_MM[percpu::cpu_index()].load(Ordering::Relaxed);
+    // SAFETY: the pointer comes from the Arc in this vCPU's run queue
+    // (`loaded_mm`), which is replaced only by this vCPU when it switches
+    // address spaces; until then the Mm stays alive.
+    (!p.is_null()).then(|| unsafe { &*p })
+}
+
 /// vCPU is halted in its idle loop (a wake-up must send it an IPI).
 static IDLE: [AtomicBool; MAX_VCPUS as usize] = [const { AtomicBool::new(false) }; MAX_VCPUS as usize];
 /// Runnable tasks per vCPU (for placement and stealing without locks).
@@ -329,6 +346,7 @@ fn switch_to_task(mut rq: crate::sync::SpinGuard<'_, RunQueue>, c: usize, save: 
         mm.active.fetch_or(1 << c, Ordering::SeqCst);
         // SAFETY: the address space shares the kernel's upper half.
         unsafe { cpu::write_cr3(mm.root()) };
+        LOADED_MM[c].store(Arc::as_ptr(&mm) as *mut Mm, Ordering::Relaxed);
         if let Some(old) = rq.loaded_mm.replace(mm) {
             old.active.fetch_and(!(1 << c), Ordering::SeqCst);
         }
@@ -360,6 +378,7 @@ pub fn switch_mm(mm: Arc<Mm>) {
     mm.active.fetch_or(1 << c, Ordering::SeqCst);
     // SAFETY: the address space shares the kernel's upper half.
     unsafe { cpu::write_cr3(mm.root()) };
+    LOADED_MM[c].store(Arc::as_ptr(&mm) as *mut Mm, Ordering::Relaxed);
     if let Some(old) = rq.loaded_mm.replace(mm) {
         old.active.fetch_and(!(1 << c), Ordering::SeqCst);
     }

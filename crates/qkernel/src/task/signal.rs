@@ -715,6 +715,15 @@ fn deliver_one(t: &Arc<Task>, f: &mut TrapFrame) -> Option<bool> {
 /// Work on the way back to user mode: reschedule if asked, deliver signals.
 /// Returns true when the frame was rewritten (IRET needed).
 pub fn exit_to_user(f: &mut TrapFrame) -> bool {
+    {
+        // Fast path: nothing to do (exit_group and execve raise `sig_flag`
+        // in the threads they end, so the exit checks below need it too).
+        let t = super::current();
+        if !t.need_resched.load(Ordering::Relaxed) && !t.sig_flag.load(Ordering::Acquire) {
+            restart_syscall(f, None);
+            return t.frame_rewritten.load(Ordering::Relaxed) && t.frame_rewritten.swap(false, Ordering::AcqRel);
+        }
+    }
     let t = super::current_arc();
     let mut rewritten = false;
     loop {
@@ -722,7 +731,7 @@ pub fn exit_to_user(f: &mut TrapFrame) -> bool {
             sched::yield_now();
             continue;
         }
-        {
+        if t.sig_flag.load(Ordering::Acquire) {
             let e = t.process.exit.lock();
             let exiting = e.exiting;
             let dethread = e.dethread_by.is_some_and(|tid| tid != t.tid);

@@ -100,7 +100,8 @@ fn page_fault(f: &mut TrapFrame) {
         Access::Read
     };
     let user_mode = f.error & PF_USER != 0;
-    let result = if addr < USER_END && task::has_current() { Some(task::mm().fault(addr, access)) } else { None };
+    let mm = if addr < USER_END && task::has_current() { task::sched::loaded_mm() } else { None };
+    let result = mm.map(|m| m.fault(addr, access));
     match result {
         Some(Ok(())) => return,
         Some(Err(Fault::NoMemory)) if user_mode => {
