@@ -12,6 +12,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", kernel_dir.join(dir).display());
     }
     println!("cargo:rerun-if-changed={}", root.join("crates/qlib/src").display());
+    println!("cargo:rerun-if-changed={}", root.join("crates/shmq/src").display());
     let image = match qkernel_build::build_kernel(&kernel_dir, &target, &[]) {
         Ok(p) => p,
         Err(e) => panic!("{e}"),

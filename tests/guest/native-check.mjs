@@ -275,6 +275,7 @@ function main() {
               compare: h.compare,
               masks: h.masks.map((m) => m.source),
               pidsLimit: h.pidsLimit,
+              nativeProc: h.nativeProc,
               memory: h.memory,
               issue: h.issue,
             }),

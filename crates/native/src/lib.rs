@@ -13,6 +13,7 @@ use std::ffi::CString;
 use napi::{BufferView, Bytes, CallContext, Env, Error, FromJs, Invalid, Result, ToJs, Value, MAX_SAFE_INTEGER};
 
 mod host;
+mod ring;
 mod sys;
 
 use host::{CgroupVersion, HostFacts};
@@ -79,7 +80,7 @@ fn os_error(err: &std::io::Error, syscall: &str, path: &CString) -> Error {
     Error::from_io(err, syscall, Some(&path.to_string_lossy()))
 }
 
-fn fd_arg(cx: &CallContext<'_>, index: usize) -> Result<i32> {
+pub(crate) fn fd_arg(cx: &CallContext<'_>, index: usize) -> Result<i32> {
     let fd: i32 = cx.arg(index, "fd")?;
     if fd < 0 {
         return Err(Error::range_error(format!(
@@ -223,6 +224,10 @@ fn init<'e>(env: &'e Env, exports: Value<'e>) -> Result<()> {
     exports.set_function("flockAsync", flock_async)?;
     exports.set_function("mount", mount)?;
     exports.set_function("umount", umount)?;
+    exports.set_function("createRing", ring::create_ring)?;
+    exports.set_function("attachRing", ring::attach_ring)?;
+    exports.set_function("createStream", ring::create_stream)?;
+    exports.set_function("attachStream", ring::attach_stream)?;
     let constants = env.object()?;
     for &(name, value) in CONSTANTS {
         constants.set(name, value)?;

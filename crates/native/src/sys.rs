@@ -35,6 +35,9 @@ mod ffi {
         pub fn umount2(target: *const c_char, flags: c_int) -> c_int;
         pub fn ioctl(fd: c_int, request: c_ulong, ...) -> c_int;
         pub fn geteuid() -> c_uint;
+        pub fn poll(fds: *mut super::PollFd, nfds: c_ulong, timeout: c_int) -> c_int;
+        pub fn fcntl(fd: c_int, cmd: c_int, ...) -> c_int;
+        pub fn close(fd: c_int) -> c_int;
     }
 }
 
@@ -195,4 +198,50 @@ mod tests {
         let err = lgetxattr(missing, c"user.x").unwrap_err();
         assert_eq!(err.raw_os_error(), Some(2));
     }
+}
+
+/// `struct pollfd`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PollFd {
+    pub fd: c_int,
+    pub events: i16,
+    pub revents: i16,
+}
+
+/// poll(2) bits.
+pub const POLLIN: i16 = 0x1;
+/// Peer closed its end of a stream socket.
+pub const POLLRDHUP: i16 = 0x2000;
+
+/// poll(2); `timeout_ms` -1 waits forever. EINTR is retried.
+pub fn poll(fds: &mut [PollFd], timeout_ms: i32) -> io::Result<usize> {
+    loop {
+        // SAFETY: `fds` is a valid, exclusively borrowed pollfd array of its length.
+        let r = unsafe { ffi::poll(fds.as_mut_ptr(), fds.len() as c_ulong, timeout_ms) };
+        if r >= 0 {
+            return Ok(r as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(EINTR) {
+            return Err(e);
+        }
+    }
+}
+
+const F_DUPFD_CLOEXEC: c_int = 1030;
+
+/// A close-on-exec duplicate of `fd` (fcntl F_DUPFD_CLOEXEC), owned.
+pub fn dup_cloexec(fd: i32) -> io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC takes an integer and touches no memory.
+    let new = check(unsafe { ffi::fcntl(fd, F_DUPFD_CLOEXEC, 0) }.into())?;
+    // SAFETY: the kernel just returned this new descriptor; nobody else owns it.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(new as i32) })
+}
+
+/// close(2) of a descriptor JavaScript handed over.
+pub fn close(fd: i32) -> io::Result<()> {
+    // SAFETY: closing a descriptor number touches no memory; JavaScript gave
+    // up this descriptor by passing it to attachRing/attachStream.
+    check(unsafe { ffi::close(fd) }.into()).map(drop)
 }

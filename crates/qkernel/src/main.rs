@@ -13,6 +13,7 @@ pub mod boot;
 pub mod fs;
 pub mod hcall;
 pub mod hostfile;
+pub mod hostq;
 pub mod loader;
 pub mod log;
 pub mod mem;
@@ -76,6 +77,7 @@ pub extern "C" fn kmain(vcpu: u64, params: u64) -> ! {
         unsafe { cpu::xsetbv(p.xcr0) };
     }
     task::exit::init();
+    hostq::init();
     mm::vdso::init();
     let args = boot::InitArgs::read();
     task::set_hostname(args.hostname());

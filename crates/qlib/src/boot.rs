@@ -17,7 +17,7 @@ pub const KERNEL_MAGIC: u64 = u64::from_le_bytes(*b"QKERNEL\0");
 pub const BOOT_MAGIC: u64 = u64::from_le_bytes(*b"QBOOTPRM");
 /// Version of the host/guest boot ABI. Bump on any incompatible change to
 /// this module, `hcall`, `stats` or `layout`.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 /// Name of the ELF section that holds the [`KernelHeader`].
 pub const KERNEL_HEADER_SECTION: &str = ".qk_header";
 
@@ -148,9 +148,14 @@ pub struct BootParams {
     pub seed: [u8; 32],
     /// Bytes of memory user programs may use (the sandbox memory limit).
     pub user_mem_limit: u64,
+    /// Guest-physical address of the queued-host-call rings (page aligned;
+    /// layout in [`crate::hostq`]), created by the host before boot.
+    pub hostq_pa: u64,
+    /// Bytes of the hostq area (`hostq::area_size(vcpu_count)`).
+    pub hostq_size: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<BootParams>() == 176);
+const _: () = assert!(core::mem::size_of::<BootParams>() == 192);
 
 /// Header of the init block at [`crate::layout::INIT_BLOCK_PA`]: NUL-terminated
 /// strings follow it, in order argv[0..argc], envp[0..envc], cwd, hostname.

@@ -34,10 +34,14 @@ pub enum Call {
     /// signal number. Does not return.
     Exit = 3,
     /// Write to a host stdio descriptor. `args[0]` = 1 or 2, `args[1]` = number
-    /// of [`GuestIovec`]s in `data`. Returns bytes written.
+    /// of [`GuestIovec`]s in `data`, `args[2]` = [`IO_NONBLOCK`] or 0. Returns
+    /// bytes written (with `IO_NONBLOCK` possibly fewer, or `-EAGAIN` when a
+    /// pipe is full: the guest then queues the rest, see `crate::hostq`).
     Write = 4,
     /// Read from host stdin. `args[0]` = 0, `args[1]` = number of
-    /// [`GuestIovec`]s in `data`. Blocks the vCPU. Returns bytes read (0 = EOF).
+    /// [`GuestIovec`]s in `data`, `args[2]` = [`IO_NONBLOCK`] or 0. Without
+    /// the flag it blocks the vCPU; with it, `-EAGAIN` when no data is there
+    /// yet. Returns bytes read (0 = EOF).
     Read = 5,
     /// Open a file beneath the container root, read-only. `args[0]` =
     /// guest-physical address of the absolute path, `args[1]` = its length
@@ -116,6 +120,10 @@ impl Call {
         })
     }
 }
+
+/// `Call::Read`/`Call::Write` `args[2]`: do not wait for a pipe, socket or
+/// terminal (answer `-EAGAIN` instead).
+pub const IO_NONBLOCK: u64 = 1;
 
 /// How the sandbox ended (`Call::Exit` `args[0]`).
 #[repr(u64)]

@@ -137,6 +137,10 @@ pub mod port {
     /// `out %eax, (HCALL)`: a synchronous VMM call; EAX holds the call number,
     /// the request is in the calling vCPU's VMM-call page.
     pub const HCALL: u16 = 0x510;
+    /// `out %eax, (HOSTQ_DOORBELL)`: wakes the host I/O thread of the queued
+    /// host calls (see [`crate::hostq`]); EAX holds the vCPU index. Written
+    /// only when the host advertised that it sleeps.
+    pub const HOSTQ_DOORBELL: u16 = 0x511;
 }
 
 /// Converts a guest-physical address to its direct-map virtual address.

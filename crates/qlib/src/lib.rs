@@ -20,6 +20,7 @@ pub mod elf;
 pub mod hcall;
 pub mod hostfs;
 pub mod hostnet;
+pub mod hostq;
 pub mod layout;
 pub mod linux;
 pub mod numfmt;

@@ -63,6 +63,8 @@ pub struct GuestLayout {
     pub vcpu_area_pa: u64,
     pub pml4_pa: u64,
     pub free_start: u64,
+    /// The queued-host-call rings (`qlib::hostq`), after the vCPU areas.
+    pub hostq_pa: u64,
 }
 
 impl GuestLayout {
@@ -292,7 +294,8 @@ pub fn prepare(mem: &GuestMemory, k: &KernelImage, cfg: BootConfig) -> Result<Gu
     }
     load_kernel(mem, k)?;
     let vcpu_area_pa = align_up(k.phys_end, PAGE_SIZE).unwrap_or(u64::MAX);
-    let tables_at = vcpu_area_pa + cfg.vcpus as u64 * vcpu_area::SIZE;
+    let hostq_pa = vcpu_area_pa + cfg.vcpus as u64 * vcpu_area::SIZE;
+    let tables_at = hostq_pa + qlib::hostq::area_size(cfg.vcpus);
     if tables_at >= mem.size() {
         return Err(BootError::Layout("guest memory too small for the kernel".into()));
     }
@@ -301,7 +304,8 @@ pub fn prepare(mem: &GuestMemory, k: &KernelImage, cfg: BootConfig) -> Result<Gu
     if free_start + (4 << 20) > mem.size() {
         return Err(BootError::Layout("guest memory too small: at least 4 MiB beyond the kernel are needed".into()));
     }
-    let layout = GuestLayout { vcpu_area_pa, pml4_pa, free_start };
+    let layout = GuestLayout { vcpu_area_pa, pml4_pa, free_start, hostq_pa };
+    crate::hostq::init_rings(mem, hostq_pa, cfg.vcpus).map_err(BootError::Layout)?;
     build_gdt(mem, &layout, cfg.vcpus)?;
     build_idt(mem, k)?;
     build_vcpu_areas(mem, &layout, cfg.vcpus)?;
@@ -316,6 +320,8 @@ pub fn prepare(mem: &GuestMemory, k: &KernelImage, cfg: BootConfig) -> Result<Gu
         kernel_pml4_pa: pml4_pa,
         free_start,
         free_end: mem.size(),
+        hostq_pa,
+        hostq_size: qlib::hostq::area_size(cfg.vcpus),
         ..cfg.params
     };
     mem.write_obj(BOOT_PARAMS_PA, &params)?;

@@ -18,14 +18,21 @@ static EVENTS: AtomicU64 = AtomicU64::new(0);
 
 /// Interrupts vCPU 0 with the wake vector.
 pub fn kick_guest() {
+    let _ = interrupt(0, WAKE_VECTOR);
+}
+
+/// Injects `vector` into vCPU `vcpu` (APIC id = vCPU index) with
+/// KVM_SIGNAL_MSI: a fixed-mode, edge-triggered MSI to that local APIC. Safe
+/// from a signal handler and from any thread; a halted vCPU wakes up.
+pub fn interrupt(vcpu: u32, vector: u32) -> Result<(), sys::Errno> {
     let fd = VM_FD.load(Ordering::Acquire);
     if fd < 0 {
-        return;
+        return Err(sys::Errno::EBADF);
     }
-    let msi = Msi { address_lo: 0xfee0_0000, data: WAKE_VECTOR, ..Msi::default() };
+    let msi = Msi { address_lo: 0xfee0_0000 | ((vcpu & 0xff) << 12), data: vector, ..Msi::default() };
     // SAFETY: `msi` is a valid kvm_msi; the VM descriptor stays open while
     // the sandbox runs (the handler is removed with the process).
-    let _ = unsafe { sys::ioctl(fd, KVM_SIGNAL_MSI, &msi as *const Msi as u64) };
+    unsafe { sys::ioctl(fd, KVM_SIGNAL_MSI, &msi as *const Msi as u64) }.map(|_| ())
 }
 
 extern "C" fn on_signal(sig: i32) {

@@ -10,6 +10,7 @@ pub mod events;
 pub mod flavour;
 pub mod hostfs;
 pub mod hostnet;
+pub mod hostq;
 pub mod kernel_image;
 pub mod kvm;
 pub mod log;

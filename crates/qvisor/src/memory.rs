@@ -165,6 +165,18 @@ impl GuestMemory {
         ranges.iter().map(|r| self.check(r.gpa, r.len).map(|hva| [hva, r.len])).collect()
     }
 
+    /// A shmq view of `[gpa, gpa+len)` (64-byte aligned), for rings shared
+    /// with the guest. Valid as long as this `GuestMemory` lives: the caller
+    /// keeps it (e.g. through `Arc<Services>`) while the region is in use.
+    pub fn region(&self, gpa: u64, len: u64) -> Result<shmq::Region, MemoryError> {
+        let hva = self.check(gpa, len)?;
+        // SAFETY: the range lies inside our mapping, which stays mapped while
+        // `self` lives (the caller's obligation above). shmq reaches it only
+        // through atomics and raw copies, never through Rust references to
+        // plain data, so the guest writing it concurrently is fine.
+        unsafe { shmq::Region::new(hva as *mut u8, len as usize) }.map_err(|_| MemoryError::OutOfRange { gpa, len })
+    }
+
     /// Releases the host pages behind `[gpa, gpa+len)`; they read as zero
     /// afterwards (fallocate PUNCH_HOLE on the memfd).
     pub fn punch_hole(&self, gpa: u64, len: u64) -> Result<(), MemoryError> {

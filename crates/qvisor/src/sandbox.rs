@@ -23,7 +23,7 @@ use crate::services::{SandboxExit, Services};
 use crate::sys::{self, Errno};
 use crate::vcpu::{self, Sample, KICK_SIGNAL};
 use qlib::boot::{clock_mult_shift, flags, BootParams, Flavour};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Barrier, Condvar, Mutex};
 use std::time::Duration;
@@ -276,6 +276,17 @@ fn run_vm(
             .map_err(|e| format!("configuring vCPU {}: {e}", v.id))?;
     }
     let stats_fds: Vec<_> = vcpus.iter().map(|v| v.stats().ok()).collect();
+    // Queued host calls: the guest rings this doorbell only when the I/O
+    // thread sleeps. With KVM's ioeventfd the port write signals the eventfd
+    // in the kernel; otherwise the vCPU thread relays it.
+    let doorbell = shmq::host::EventFd::new().map_err(|e| format!("hostq doorbell: {e}"))?;
+    let relay = match vm.ioeventfd(qlib::layout::port::HOSTQ_DOORBELL, doorbell.as_fd().as_raw_fd()) {
+        Ok(()) => None,
+        Err(e) => {
+            log.vmm("info", &format!("hostq: {e}; the vCPU threads relay the doorbell"));
+            Some(doorbell.try_clone().map_err(|e| format!("hostq doorbell: {e}"))?)
+        }
+    };
 
     let n = cfg.cpus as usize;
     // The file service gets its own descriptor of the root (the loader's
@@ -309,6 +320,7 @@ fn run_vm(
         ready: Barrier::new(n + 2),
         check_report: Mutex::new(None),
         test_hooks: cfg.test_hooks,
+        hostq_doorbell: relay,
     });
     let svc_log = log;
     vcpu::install_kick_handler().map_err(|e| format!("installing the vCPU kick handler: {}", e.description()))?;
@@ -316,6 +328,14 @@ fn run_vm(
     crate::events::install(vm.raw_fd(), events_hva)
         .map_err(|e| format!("installing the signal forwarding: {}", e.description()))?;
     sys::mask_signals(&[13], true); // SIGPIPE: writes to a closed stdout return EPIPE instead
+    let hostq = crate::hostq::start(crate::hostq::Setup {
+        mem: svc.clone(),
+        area_pa: layout.hostq_pa,
+        vcpus: cfg.cpus,
+        dispatcher: crate::hostq::Dispatcher::standard(),
+        doorbell,
+        log: log.clone(),
+    })?;
     let threads: Vec<_> = vcpus
         .into_iter()
         .map(|v| {
@@ -376,6 +396,19 @@ fn run_vm(
     // The events thread sleeps in epoll_wait: the kick signal ends it.
     let _ = sys::tgkill(pid, net_tid.load(Ordering::SeqCst), KICK_SIGNAL);
     let _ = net_thread.join();
+    let c = &hostq.counters;
+    svc_log.vmm(
+        "info",
+        &format!(
+            "hostq: {} requests ({} waited for a descriptor), {} completion interrupts, {} doorbells, {} sleeps",
+            c.requests.load(Ordering::Relaxed),
+            c.waited.load(Ordering::Relaxed),
+            c.interrupts.load(Ordering::Relaxed),
+            c.doorbells.load(Ordering::Relaxed),
+            c.sleeps.load(Ordering::Relaxed)
+        ),
+    );
+    hostq.stop();
     let t_end = sys::clock_ns(sys::CLOCK_MONOTONIC);
     svc_log.vmm("info", &format!("guest ran {} us", (t_end - t_ready) / 1000));
     if let Some(file) = stats_file {

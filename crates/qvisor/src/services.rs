@@ -63,6 +63,9 @@ pub struct Services {
     pub check_report: Mutex<Option<(u64, u64)>>,
     /// Enables the test-only VMM behaviours (quark_test in the guest).
     pub test_hooks: bool,
+    /// The hostq doorbell, when the vCPU threads must relay it (KVM without
+    /// ioeventfd); None when KVM signals it directly.
+    pub hostq_doorbell: Option<shmq::host::EventFd>,
 }
 
 thread_local! {
@@ -150,6 +153,13 @@ impl Services {
         Ok(v)
     }
 
+    /// A guest write to the hostq doorbell port reached the vCPU thread.
+    pub fn ring_hostq_doorbell(&self) {
+        if let Some(d) = &self.hostq_doorbell {
+            let _ = d.notify();
+        }
+    }
+
     /// Handles the VMM call `call` from vCPU `vcpu`.
     pub fn handle_hcall(&self, vcpu: u32, call: u32) -> Control {
         let Some(&page) = self.hcall_pa.get(vcpu as usize) else {
@@ -221,17 +231,12 @@ impl Services {
                 }
                 match self.read_iovecs(page, args[1]).and_then(|v| self.mem.host_iovecs(&v).map_err(|_| Errno::EFAULT))
                 {
-                    // SAFETY: the iovecs were checked to lie inside guest memory.
-                    Ok(iov) => match unsafe {
-                        if write {
-                            sys::writev(args[0] as i32, &iov)
-                        } else {
-                            sys::readv(args[0] as i32, &iov)
+                    Ok(iov) => {
+                        match crate::hostq::transfer(args[0] as i32, &iov, write, args[2] & hcall::IO_NONBLOCK != 0) {
+                            Ok(n) => n as i64,
+                            Err(e) => errno_ret(e),
                         }
-                    } {
-                        Ok(n) => n as i64,
-                        Err(e) => errno_ret(e),
-                    },
+                    }
                     Err(e) => {
                         self.log
                             .vmm("warn", &format!("vCPU {vcpu}: refused a VMM call naming memory outside the guest"));

@@ -201,6 +201,58 @@ pub unsafe fn writev(fd: RawFd, iov: &[[u64; 2]]) -> Result<u64, Errno> {
     unsafe { syscall3(nr::WRITEV, fd as u64, iov.as_ptr() as u64, iov.len() as u64) }
 }
 
+/// `RWF_NOWAIT`: fail with EAGAIN instead of blocking (pipes, sockets,
+/// cached file data).
+pub const RWF_NOWAIT: u64 = 8;
+
+/// `preadv2(fd, iov, n, -1, flags)`: reads at the current position.
+///
+/// # Safety
+/// As for [`preadv`].
+pub unsafe fn readv2(fd: RawFd, iov: &[[u64; 2]], flags: u64) -> Result<u64, Errno> {
+    // SAFETY: forwarded contract; offset -1 means "current position".
+    unsafe { syscall6(nr::PREADV2, fd as u64, iov.as_ptr() as u64, iov.len() as u64, u64::MAX, u64::MAX, flags) }
+}
+
+/// `pwritev2(fd, iov, n, -1, flags)`: writes at the current position.
+///
+/// # Safety
+/// As for [`writev`].
+pub unsafe fn writev2(fd: RawFd, iov: &[[u64; 2]], flags: u64) -> Result<u64, Errno> {
+    // SAFETY: forwarded contract; offset -1 means "current position".
+    unsafe { syscall6(nr::PWRITEV2, fd as u64, iov.as_ptr() as u64, iov.len() as u64, u64::MAX, u64::MAX, flags) }
+}
+
+/// `struct pollfd`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PollFd {
+    pub fd: i32,
+    pub events: i16,
+    pub revents: i16,
+}
+
+/// poll(2) event bits.
+pub const POLLIN: i16 = 0x1;
+/// See [`POLLIN`].
+pub const POLLOUT: i16 = 0x4;
+/// See [`POLLIN`].
+pub const POLLERR: i16 = 0x8;
+/// See [`POLLIN`].
+pub const POLLHUP: i16 = 0x10;
+/// See [`POLLIN`].
+pub const POLLNVAL: i16 = 0x20;
+
+/// `ppoll(fds, n, timeout, NULL)`; `timeout_ns` None waits forever. Returns
+/// the number of descriptors with events (EINTR is returned, not retried).
+pub fn ppoll(fds: &mut [PollFd], timeout_ns: Option<u64>) -> Result<u64, Errno> {
+    let ts = timeout_ns.map(|ns| [ns / 1_000_000_000, ns % 1_000_000_000]);
+    let tsp = ts.as_ref().map(|t| t.as_ptr() as u64).unwrap_or(0);
+    // SAFETY: `fds` is a valid pollfd array of its length; `ts` (if any) a
+    // valid timespec that outlives the call; no signal mask.
+    unsafe { syscall6(nr::PPOLL, fds.as_mut_ptr() as u64, fds.len() as u64, tsp, 0, 8, 0) }
+}
+
 /// glibc's `struct sigaction` on x86-64.
 #[repr(C)]
 struct SigAction {

@@ -190,6 +190,7 @@ pub fn run_loop(mut v: Vcpu, svc: Arc<Services>) {
                     break;
                 }
             }
+            Ok(Exit::Io { port: port::HOSTQ_DOORBELL, write: true, .. }) => svc.ring_hostq_doorbell(),
             Err(KvmError { errno: crate::sys::Errno::EINTR, .. }) | Ok(Exit::Interrupted) => {
                 if svc.sample_requested[id as usize].swap(false, Ordering::SeqCst) {
                     let sample = take_sample(&v);

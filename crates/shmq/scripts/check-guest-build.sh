@@ -23,7 +23,7 @@ panic = "abort"
 TOML
 cat > "$work/src/lib.rs" <<'RUST'
 #![no_std]
-use shmq::{mpmc, spsc, stream, Poll, Region};
+use shmq::{mpmc, slots, spsc, stream, Poll, Region};
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
     loop {}
@@ -54,6 +54,17 @@ pub unsafe extern "C" fn probe(base: *mut u8, len: usize) -> u64 {
         let _ = p.push([3; 5]);
         if let Ok(v) = c.pop() {
             n += v[0] as u64;
+        }
+    }
+    let off = 3 << 16;
+    let _ = slots::init(&r, off, 16, 40);
+    if let (Ok(mut tx), Ok(mut rx)) =
+        (slots::Producer::attach(&r, off, None, Poll), slots::Consumer::attach(&r, off, Some(40), Poll))
+    {
+        let _ = tx.try_push(&[5u8; 33]);
+        let mut b = [0u8; 40];
+        if rx.try_pop_into(&mut b).unwrap_or(false) {
+            n += b[0] as u64;
         }
     }
     let off = 1 << 17;

@@ -134,6 +134,14 @@ impl<'a> ProducerEnd<'a> {
         })
     }
 
+    /// Event-loop form of [`ProducerEnd::wait_free`]: advertises that this
+    /// side sleeps until a slot is free (see `wake::arm`). `Ok(true)`: room (or
+    /// the consumer closed) already, do not sleep.
+    pub fn arm_free(&mut self) -> Result<bool> {
+        let ctl = self.ctl;
+        wake::arm(&ctl.wait.producer_waiting, || Ok(self.consumer_closed() || self.refresh()? > 0))
+    }
+
     /// Marks the producer end closed (end of stream) and wakes a sleeping consumer.
     pub fn close<W: Wake>(&mut self, wake: &W) -> Result<()> {
         // Release: a consumer that sees the flag (acquire) also sees every tail published before.
@@ -206,6 +214,14 @@ impl<'a> ConsumerEnd<'a> {
             Ok(eof)
         })?;
         Ok(!eof)
+    }
+
+    /// Event-loop form of [`ConsumerEnd::wait_available`]: advertises that
+    /// this side sleeps until data arrives (see `wake::arm`). `Ok(true)`: data
+    /// (or end of stream) already, do not sleep.
+    pub fn arm_available(&mut self) -> Result<bool> {
+        let ctl = self.ctl;
+        wake::arm(&ctl.wait.consumer_waiting, || Ok(self.refresh()? > 0 || self.at_eof()?))
     }
 
     /// Marks the consumer end closed (the producer's writes fail) and wakes a sleeping producer.

@@ -6,6 +6,7 @@
 //! is a free-running `u32` reduced modulo the (power-of-two) capacity.
 //!
 //! - [`spsc`]: bounded single-producer single-consumer ring of fixed-size `T: Pod` messages;
+//! - [`slots`]: the same ring with a slot size chosen at run time (raw bytes);
 //! - [`mpmc`]: bounded multi-producer multi-consumer ring (Vyukov, a sequence number per slot);
 //! - [`stream`]: single-producer single-consumer byte stream with zero-copy windows;
 //! - [`wake`]: the waiting-flag protocol (signal the peer only when it sleeps) and the [`Wake`] hook;
@@ -24,6 +25,7 @@ pub mod error;
 pub mod layout;
 pub mod mpmc;
 mod raw;
+pub mod slots;
 pub mod spsc;
 pub mod stream;
 pub mod wake;

@@ -157,6 +157,20 @@ impl<'a, T: Pod, W: Wake> Producer<'a, T, W> {
         self.end.wait_free(&self.wake, self.budget)
     }
 
+    /// For producers that sleep in an event loop instead of [`Producer::push`]:
+    /// sets this side's waiting flag and re-checks (the protocol of
+    /// [`crate::wake`], steps 2–3). `Ok(true)`: a slot is free (or the
+    /// consumer closed), do not sleep. `Ok(false)`: sleep; the consumer calls
+    /// `wake_peer` once it frees a slot.
+    pub fn arm(&mut self) -> Result<bool> {
+        self.end.arm_free()
+    }
+
+    /// Clears this side's waiting flag (it no longer wants a wakeup).
+    pub fn disarm(&self) {
+        crate::wake::disarm(&self.end.ctl.wait.producer_waiting);
+    }
+
     /// Ends the stream of messages: once the consumer drained the ring, its
     /// pops fail with `Closed`.
     pub fn close(&mut self) -> Result<()> {
@@ -226,6 +240,16 @@ impl<'a, T: Pod, W: Wake> Consumer<'a, T, W> {
         &self.wake
     }
 
+    /// Cheapest "did the producer publish anything new?" for poll loops: one
+    /// acquire load of the producer's index compared with the last one seen,
+    /// no validation (the next `try_pop` validates). May say true spuriously
+    /// (e.g. for a corrupt index), never false while messages wait unseen.
+    #[inline]
+    pub fn peek_nonempty(&self) -> bool {
+        self.end.head != self.end.tail
+            || self.end.ctl.producer.index.load(core::sync::atomic::Ordering::Acquire) != self.end.tail
+    }
+
     /// Messages ready to pop (reloads the producer's index).
     pub fn len(&mut self) -> Result<u32> {
         self.end.refresh()
@@ -289,6 +313,20 @@ impl<'a, T: Pod, W: Wake> Consumer<'a, T, W> {
     /// Blocks until a message is ready (`Ok(true)`) or the producer closed with nothing left (`Ok(false)`).
     pub fn wait_available(&mut self) -> Result<bool> {
         self.end.wait_available(&self.wake, self.budget)
+    }
+
+    /// For consumers that sleep in an event loop (or park) instead of
+    /// [`Consumer::pop`]: sets this side's waiting flag and re-checks (the
+    /// protocol of [`crate::wake`], steps 2–3). `Ok(true)`: a message (or end
+    /// of stream) is there, do not sleep. `Ok(false)`: sleep; the producer
+    /// calls `wake_peer` after its next publish.
+    pub fn arm(&mut self) -> Result<bool> {
+        self.end.arm_available()
+    }
+
+    /// Clears this side's waiting flag (it no longer wants a wakeup).
+    pub fn disarm(&self) {
+        crate::wake::disarm(&self.end.ctl.wait.consumer_waiting);
     }
 
     /// Stops consuming: the producer's pushes fail with `Closed`.
@@ -432,6 +470,43 @@ mod tests {
         assert_eq!(rx.pop(), Err(Error::Closed));
         rx.close().unwrap();
         assert_eq!(tx.try_push([6; 4]), Err(Error::Closed));
+    }
+
+    #[test]
+    fn arm_rechecks_and_the_next_publish_signals_exactly_once() {
+        let r = ring(4, 0);
+        let (pw, cw, lost) = wake_pair(Duration::from_millis(500));
+        let mut tx = Producer::<Msg, _>::attach(&r, 64, pw).unwrap();
+        let mut rx = Consumer::<Msg, _>::attach(&r, 64, cw).unwrap();
+        let flag = r.atomic_u32(64 + offsets::CONSUMER_WAITING).unwrap();
+        // Empty: arming says "sleep" and leaves the flag set.
+        assert!(!rx.arm().unwrap());
+        assert_eq!(flag.load(Ordering::Relaxed), 1);
+        // The first publish swaps the flag and signals; the second does not.
+        tx.push([1; 4]).unwrap();
+        tx.push([2; 4]).unwrap();
+        assert_eq!(flag.load(Ordering::Relaxed), 0);
+        assert_eq!(*rx.wake().mine.tokens.lock().unwrap(), 1, "one signal for two publishes");
+        // Data present: arming says "do not sleep" and clears the flag again.
+        assert!(rx.arm().unwrap());
+        assert_eq!(flag.load(Ordering::Relaxed), 0);
+        assert_eq!(rx.try_pop().unwrap(), Some([1; 4]));
+        assert_eq!(rx.try_pop().unwrap(), Some([2; 4]));
+        // Disarm withdraws a pending request for a signal.
+        assert!(!rx.arm().unwrap());
+        rx.disarm();
+        tx.push([3; 4]).unwrap();
+        assert_eq!(*rx.wake().mine.tokens.lock().unwrap(), 1, "no signal after disarm");
+        // Producer side: arm on a full ring, the consumer's release signals.
+        for v in 4..7 {
+            tx.push([v; 4]).unwrap();
+        }
+        assert!(!tx.arm().unwrap(), "full ring: sleep");
+        assert_eq!(rx.try_pop().unwrap(), Some([3; 4]));
+        assert_eq!(*tx.wake().mine.tokens.lock().unwrap(), 1, "the release woke the producer");
+        assert!(tx.arm().unwrap(), "room now");
+        tx.close().unwrap();
+        assert!(!lost.load(Ordering::Relaxed));
     }
 
     /// An in-process counting semaphore with a timeout: a sleep that lasts

@@ -138,6 +138,17 @@ impl<'a, W: Wake> Writer<'a, W> {
         self.end.wait_free(&self.wake, self.budget)
     }
 
+    /// Event-loop sleep on a full stream (see [`crate::spsc::Producer::arm`]):
+    /// `Ok(true)` = space (or the reader closed) already, do not sleep.
+    pub fn arm(&mut self) -> Result<bool> {
+        self.end.arm_free()
+    }
+
+    /// Clears this side's waiting flag.
+    pub fn disarm(&self) {
+        crate::wake::disarm(&self.end.ctl.wait.producer_waiting);
+    }
+
     /// End of stream: the reader gets 0 once it drained the data.
     pub fn close(&mut self) -> Result<()> {
         self.end.close(&self.wake)
@@ -232,9 +243,25 @@ impl<'a, W: Wake> Reader<'a, W> {
         Ok(())
     }
 
+    /// True once the writer closed and every byte was read.
+    pub fn at_eof(&mut self) -> Result<bool> {
+        self.end.at_eof()
+    }
+
     /// Blocks until data is buffered (`Ok(true)`) or the stream ended (`Ok(false)`).
     pub fn wait_readable(&mut self) -> Result<bool> {
         self.end.wait_available(&self.wake, self.budget)
+    }
+
+    /// Event-loop sleep on an empty stream (see [`crate::spsc::Consumer::arm`]):
+    /// `Ok(true)` = data (or end of stream) already, do not sleep.
+    pub fn arm(&mut self) -> Result<bool> {
+        self.end.arm_available()
+    }
+
+    /// Clears this side's waiting flag.
+    pub fn disarm(&self) {
+        crate::wake::disarm(&self.end.ctl.wait.consumer_waiting);
     }
 
     /// Stops reading: the writer's writes fail with `Closed`.

@@ -165,6 +165,31 @@ pub(crate) fn wait_until<W: Wake>(
     }
 }
 
+/// Event-loop sleeper: steps 2–3 of [`wait_until`] without the sleep, for a
+/// side that sleeps elsewhere (a host thread in `poll` over several rings and
+/// descriptors, a guest task parked by the scheduler). Sets `my_waiting`,
+/// fences, re-checks: `Ok(true)` means work arrived meanwhile (the flag is
+/// cleared again; do not sleep), `Ok(false)` means the caller may sleep and
+/// the peer will call `wake_peer` after its next publish. A sleep that ends
+/// for another reason leaves the flag set, which costs at most one spurious
+/// `wake_peer` later (or clear it with [`disarm`]).
+pub(crate) fn arm(my_waiting: &AtomicU32, ready: impl FnOnce() -> Result<bool>) -> Result<bool> {
+    my_waiting.store(1, Ordering::Relaxed);
+    // SeqCst fence: flag store → re-check loads, as in `wait_until`.
+    fence(Ordering::SeqCst);
+    let r = ready();
+    if !matches!(r, Ok(false)) {
+        my_waiting.store(0, Ordering::Relaxed);
+    }
+    r
+}
+
+/// Withdraws an [`arm`]: this side no longer wants a signal.
+#[inline]
+pub(crate) fn disarm(my_waiting: &AtomicU32) {
+    my_waiting.store(0, Ordering::Relaxed);
+}
+
 /// MPMC waker side: signal while any peer sleeps.
 #[inline]
 pub(crate) fn wake_if_any_waiting<W: Wake>(waiting_count: &AtomicU32, wake: &W) -> Result<()> {

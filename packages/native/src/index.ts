@@ -66,3 +66,7 @@ export const flockAsync: NativeAddon['flockAsync'] = native.flockAsync;
 export const mount: NativeAddon['mount'] = native.mount;
 export const umount: NativeAddon['umount'] = native.umount;
 export const constants: NativeAddon['constants'] = native.constants;
+export const createRing: NativeAddon['createRing'] = native.createRing;
+export const attachRing: NativeAddon['attachRing'] = native.attachRing;
+export const createStream: NativeAddon['createStream'] = native.createStream;
+export const attachStream: NativeAddon['attachStream'] = native.attachStream;

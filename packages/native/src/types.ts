@@ -84,6 +84,68 @@ export interface NativeSystemError extends Error {
   path?: string;
 }
 
+/** Options of {@link NativeAddon.createRing}. */
+export interface RingOptions {
+  /** Slots in each direction: a power of two from 2 to 2^20. */
+  slots: number;
+  /** Largest message in bytes: 1 to 65532. */
+  slotSize: number;
+}
+
+/** Options of {@link NativeAddon.createStream}. */
+export interface StreamOptions {
+  /** Bytes buffered in each direction: a power of two from 64 to 2^29. */
+  capacity: number;
+}
+
+/**
+ * What both kinds of shared-memory channel offer. A channel is duplex: two single-producer single-consumer
+ * rings in one sealed memfd (crates/shmq), one per direction. Nothing blocks the JS thread: `push`/`pop`/`write`/
+ * `read` return at once, `wait`/`waitWritable` return promises settled from a Rust thread that sleeps on an
+ * eventfd (no CPU while idle). Errors carry a `code`: `ERR_SHMQ_CLOSED` (this side was closed, or the peer
+ * closed its end), `ERR_SHMQ_PEER_GONE` (the peer process died without closing: its socket hung up),
+ * `ERR_SHMQ_CORRUPT` (the shared memory holds something impossible).
+ */
+export interface ShmChannel {
+  /**
+   * Creator only: the handover descriptor (a Unix socket carrying the memfd and eventfds). Pass it to the peer
+   * process, e.g. as an entry of a child's `stdio`, then close your copy with `fs.closeSync` so the peer's death
+   * can be noticed. `null` on the attaching side (the ring owns the descriptor it was given).
+   */
+  readonly fd: number | null;
+  /** Resolves when something can be read (or the peer ended its direction); rejects with `ERR_SHMQ_PEER_GONE`. */
+  wait(): Promise<void>;
+  /** Resolves when there is room to write (or the peer stopped reading: the next write throws). */
+  waitWritable(): Promise<void>;
+  /** The peer ended its direction with `end()` and everything it sent was read. */
+  ended(): boolean;
+  /** Ends this side's direction: the peer reads what is buffered, then `ended()` is true there. */
+  end(): void;
+  /** Ends both directions, rejects pending waits with `ERR_SHMQ_CLOSED` and unmaps the memory. */
+  close(): void;
+}
+
+/** A message channel ({@link NativeAddon.createRing}): whole messages of up to `slotSize` bytes, in order. */
+export interface ShmRing extends ShmChannel {
+  readonly kind: 'messages';
+  readonly slots: number;
+  readonly slotSize: number;
+  /** Appends one message; `false` when the ring is full (wait with `waitWritable`). RangeError if too long. */
+  push(data: Uint8Array): boolean;
+  /** The oldest message (a copy), or `null` when none is there. */
+  pop(): Buffer | null;
+}
+
+/** A byte-stream channel ({@link NativeAddon.createStream}). */
+export interface ShmStream extends ShmChannel {
+  readonly kind: 'stream';
+  readonly capacity: number;
+  /** Copies as much of `data` as fits; returns the bytes taken (0 when full). */
+  write(data: Uint8Array): number;
+  /** Up to `max` (default 65536) buffered bytes, or `null` when none are there. */
+  read(max?: number): Buffer | null;
+}
+
 /**
  * Everything the addon exports. Argument mistakes throw Node-style `TypeError`/`RangeError`s
  * (`code: 'ERR_INVALID_ARG_TYPE' | 'ERR_OUT_OF_RANGE' | 'ERR_INVALID_ARG_VALUE'`); failed system calls
@@ -117,5 +179,13 @@ export interface NativeAddon {
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
   /** umount2(2); `flags` e.g. `MNT_DETACH`. */
   umount(target: string, flags: number): void;
+  /** A new message channel in shared memory; hand `ring.fd` to the peer, which calls `attachRing`. */
+  createRing(options: RingOptions): ShmRing;
+  /** The peer's side of a message channel, from the handover descriptor (the ring takes it over and closes it). */
+  attachRing(fd: number): ShmRing;
+  /** A new byte-stream channel in shared memory; hand `stream.fd` to the peer, which calls `attachStream`. */
+  createStream(options: StreamOptions): ShmStream;
+  /** The peer's side of a byte-stream channel, from the handover descriptor (taken over and closed). */
+  attachStream(fd: number): ShmStream;
   readonly constants: NativeConstants;
 }

@@ -29,11 +29,8 @@ fn transfer(fd: u8, buf: &mut IoBuf, write: bool) -> Result<usize, Errno> {
         };
         let mut progressed = false;
         for chunk in iovs.chunks(qlib::hcall::MAX_IOVECS) {
-            let n = hcall::put_iovecs(chunk);
-            let p = hcall::page();
-            p.args[0] = fd as u64;
-            p.args[1] = n as u64;
-            match hcall::call_result(if write { Call::Write } else { Call::Read }) {
+            // A task that must wait for the host parks; the vCPU stays free.
+            match crate::hostq::stdio(fd, chunk, write) {
                 Ok(got) => {
                     buf.consume(got);
                     total += got as usize;

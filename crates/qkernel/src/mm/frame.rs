@@ -14,7 +14,7 @@
 //! Orders: a block of order `k` is `2^k` contiguous frames.
 
 use crate::sync::{Once, SpinLock};
-use core::sync::atomic::{AtomicU16, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use qlib::layout::{phys_to_virt, PAGE_SIZE};
 
 /// Largest block order (2^MAX_ORDER frames = 4 MiB).
@@ -52,10 +52,19 @@ static FRAMES: SpinLock<Frames> = SpinLock::new(Frames {
 /// initialisation.
 static REFS: Once<&'static [AtomicU16]> = Once::new();
 
+/// Frames user memory may not take (page tables, kernel stacks and the
+/// kernel heap need them to keep going, and to clean up, when a program
+/// exhausts the sandbox's memory): 1/64 of the memory, at least 1 MiB.
+static RESERVE: AtomicU64 = AtomicU64::new(256);
+/// Set when free memory came near the reserve: user allocations then check
+/// the exact amount (under the global lock) first.
+static LOW: AtomicBool = AtomicBool::new(false);
+
 /// Hands the allocator the free range `[start, end)` (page aligned) and
 /// carves the reference-count table from its start.
 pub fn init(start: u64, end: u64) {
     let frames = end / PAGE_SIZE;
+    RESERVE.store(((end - start) / PAGE_SIZE / 64).max(256), Ordering::Relaxed);
     let table_bytes = qlib::layout::align_up(frames * 2, PAGE_SIZE).unwrap_or(end);
     {
         let mut f = FRAMES.lock();
@@ -188,6 +197,7 @@ fn alloc_cached(zero: Zero) -> Option<u64> {
     if c.nzero == 0 {
         // Refill with known-zero frames from the global pools.
         let mut f = FRAMES.lock();
+        note_free(&f);
         while c.nzero < BATCH {
             let pa = match f.zeroed.pop() {
                 Some(pa) => pa,
@@ -221,6 +231,34 @@ fn zero_frame(pa: u64) {
     unsafe { core::ptr::write_bytes(phys_to_virt(pa) as *mut u8, 0, PAGE_SIZE as usize) };
 }
 
+/// Free frames in the global pools.
+fn free_frames(f: &Frames) -> u64 {
+    (f.zero_end - f.zero_next) / PAGE_SIZE + f.free_bytes_dirty / PAGE_SIZE + f.zeroed.len() as u64
+}
+
+/// Marks memory as low when the global pools come within twice the reserve.
+fn note_free(f: &Frames) {
+    if free_frames(f) < 2 * RESERVE.load(Ordering::Relaxed) {
+        LOW.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A frame for user memory (page faults, copy-on-write copies, shared
+/// memory): None when only the kernel's reserve is left, so the program
+/// gets ENOMEM or is killed while the kernel keeps working.
+pub fn alloc_user(zero: Zero) -> Option<u64> {
+    if LOW.load(Ordering::Relaxed) {
+        let f = FRAMES.lock();
+        if free_frames(&f) < RESERVE.load(Ordering::Relaxed) {
+            return None;
+        }
+        if free_frames(&f) >= 2 * RESERVE.load(Ordering::Relaxed) {
+            LOW.store(false, Ordering::Relaxed);
+        }
+    }
+    alloc(0, zero)
+}
+
 /// Allocates a block of `2^order` frames; returns its guest-physical address.
 pub fn alloc(order: usize, zero: Zero) -> Option<u64> {
     if order > MAX_ORDER {
@@ -232,6 +270,7 @@ pub fn alloc(order: usize, zero: Zero) -> Option<u64> {
         }
     }
     let mut f = FRAMES.lock();
+    note_free(&f);
     let (pa, dirty) = match zero {
         Zero::No => match pop(&mut f, order) {
             Some(pa) => (pa, true),

@@ -58,10 +58,25 @@ impl Mm {
     /// Resolves a page fault at a user address (shared lock; exclusive only
     /// to extend a grows-down area).
     pub fn fault(&self, addr: u64, access: Access) -> Result<(), Fault> {
-        let r = self.space.read().fault(addr, access);
+        let r = {
+            let s = self.space.read();
+            let r = s.fault(addr, access);
+            // Only a copy-on-write break leaves work for `finish`; skip its
+            // locks otherwise (this is the hottest path of all).
+            if r.is_ok() && !s.has_deferred() {
+                return r;
+            }
+            r
+        };
         let r = match r {
             Err(Fault::Grow) => {
-                self.space.write().grow_down(addr).map_err(|_| Fault::Unmapped)?;
+                // A stack grows down to RLIMIT_STACK at most.
+                let limit = if crate::task::has_current() {
+                    crate::task::process().rlimits.lock()[qlib::linux::consts::rlimit::RLIMIT_STACK as usize].cur
+                } else {
+                    u64::MAX
+                };
+                self.space.write().grow_down(addr, limit).map_err(|_| Fault::Unmapped)?;
                 self.space.read().fault(addr, access)
             }
             other => other,

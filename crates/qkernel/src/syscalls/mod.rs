@@ -100,9 +100,9 @@ syscall_table! {
     33 dup2 => sys_file::dup2, Full, "";
     34 pause => sys_signal::pause, Full, "";
     35 nanosleep => sys_time::nanosleep, Full, "";
-    36 getitimer => sys_time::getitimer, Partial, "ITIMER_REAL only";
+    36 getitimer => sys_time::getitimer, Partial, "ITIMER_VIRTUAL and ITIMER_PROF both count all CPU time";
     37 alarm => sys_time::alarm, Full, "";
-    38 setitimer => sys_time::setitimer, Partial, "ITIMER_REAL only";
+    38 setitimer => sys_time::setitimer, Partial, "ITIMER_VIRTUAL and ITIMER_PROF both count all CPU time";
     39 getpid => sys_thread::getpid, Full, "";
     40 sendfile => sys_file::sendfile, Partial, "copies through a 64 KiB kernel buffer";
     41 socket => sys_socket::socket, Full, "AF_INET/AF_INET6 TCP and UDP over host sockets; AF_UNIX stream, dgram, seqpacket; AF_NETLINK NETLINK_ROUTE (read-only)";

@@ -364,7 +364,7 @@ pub fn rt_sigtimedwait(f: &mut TrapFrame) -> SysResult {
             });
         }
     }
-    let got = got.ok_or(Errno::EINTR)?;
+    let got = signal::taken(&t.process, got.ok_or(Errno::EINTR)?);
     if info != 0 {
         write_user(info, &got)?;
     }

@@ -25,6 +25,12 @@ pub mod op {
     pub const NOP_HCALL: u64 = 4;
     /// Ask the VMM to make a host system call its seccomp filter forbids.
     pub const FORBIDDEN_HOST_SYSCALL: u64 = 5;
+    /// Make a no-op host call through the queue (measures the round trip;
+    /// compare NOP_HCALL).
+    pub const NOP_HOSTQ: u64 = 6;
+    /// When (CLOCK_MONOTONIC ns) a task parked in a queued host call last
+    /// resumed with its completion (the wake-latency test).
+    pub const LAST_HOSTQ_WAKE: u64 = 7;
 }
 
 pub fn quark_test(f: &mut TrapFrame) -> SysResult {
@@ -41,6 +47,11 @@ pub fn quark_test(f: &mut TrapFrame) -> SysResult {
             crate::hcall::write_stdio(1, core::slice::from_ref(&bogus))
         }
         op::NOP_HCALL => Ok(crate::hcall::call(Call::Nop) as u64),
+        op::NOP_HOSTQ => match crate::hostq::call(qlib::hostq::op::NOP, &[0; 8], false, crate::hostq::Expect::Soon) {
+            Some(c) => Ok(c.resp[0]),
+            None => Err(Errno::ENOSYS),
+        },
+        op::LAST_HOSTQ_WAKE => Ok(crate::hostq::last_wake_ns()),
         op::FORBIDDEN_HOST_SYSCALL => {
             crate::hcall::page().args[0] = qlib::hcall::test_op::FORBIDDEN_SYSCALL;
             crate::hcall::call_result(Call::Test)

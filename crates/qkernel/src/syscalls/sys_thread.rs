@@ -509,11 +509,7 @@ pub fn prctl(f: &mut TrapFrame) -> SysResult {
 pub fn times(f: &mut TrapFrame) -> SysResult {
     let t = task::current();
     let p = &t.process;
-    let now = crate::time::monotonic_ns();
-    let running = now.saturating_sub(t.run_start.load(Ordering::Relaxed));
-    let own: u64 = p.threads.lock().iter().map(|x| x.cpu_ns.load(Ordering::Relaxed)).sum::<u64>()
-        + p.dead_threads_cpu_ns.load(Ordering::Relaxed)
-        + running;
+    let own = task::timer::process_cpu_ns(p);
     let children = p.children_cpu_ns.load(Ordering::Relaxed);
     // Clock ticks of 10 ms (AT_CLKTCK = 100); all time counts as user time.
     let ticks = |ns: u64| ns / 10_000_000;
@@ -528,12 +524,9 @@ pub fn getrusage(f: &mut TrapFrame) -> SysResult {
     let t = task::current();
     let p = &t.process;
     let ns = match who as i32 {
-        0 => {
-            p.threads.lock().iter().map(|x| x.cpu_ns.load(Ordering::Relaxed)).sum::<u64>()
-                + p.dead_threads_cpu_ns.load(Ordering::Relaxed)
-        }
+        0 => task::timer::process_cpu_ns(p),
         -1 => p.children_cpu_ns.load(Ordering::Relaxed),
-        1 => t.cpu_ns.load(Ordering::Relaxed),
+        1 => task::timer::thread_cpu_ns(t),
         _ => return Err(Errno::EINVAL),
     };
     write_rusage(addr, ns)?;

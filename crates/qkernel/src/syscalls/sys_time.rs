@@ -9,20 +9,12 @@ use crate::task::wait::{sleep_until, WaitResult};
 use crate::task::{self, pid};
 use crate::time;
 use alloc::sync::Arc;
-use core::sync::atomic::Ordering;
 use qlib::linux::consts::clock::*;
 use qlib::linux::consts::signal::{NSIG, SIGALRM};
 use qlib::linux::types::{Timespec, Timeval};
 use qlib::linux::Errno;
 
-fn thread_cpu_ns(t: &task::Task) -> u64 {
-    let running = time::monotonic_ns().saturating_sub(t.run_start.load(Ordering::Relaxed));
-    t.cpu_ns.load(Ordering::Relaxed) + if core::ptr::eq(t, task::current()) { running } else { 0 }
-}
-
-fn process_cpu_ns(p: &task::Process) -> u64 {
-    p.threads.lock().iter().map(|t| thread_cpu_ns(t)).sum::<u64>() + p.dead_threads_cpu_ns.load(Ordering::Relaxed)
-}
+use crate::task::timer::{process_cpu_ns, thread_cpu_ns, CpuItimer};
 
 /// Resolution of the *_COARSE clocks: they read the time of the last 4 ms
 /// tick (Linux's jiffy at HZ=250); the vDSO does the same.
@@ -126,6 +118,34 @@ pub fn clock_nanosleep(f: &mut TrapFrame) -> SysResult {
 }
 
 const ITIMER_REAL: u64 = 0;
+const ITIMER_VIRTUAL: u64 = 1;
+const ITIMER_PROF: u64 = 2;
+
+/// Sets ITIMER_VIRTUAL or ITIMER_PROF; returns the old (value, interval).
+fn set_cpu_timer(which: u64, value_ns: u64, interval_ns: u64) -> (u64, u64) {
+    let p = task::process();
+    let now = process_cpu_ns(p);
+    let old = {
+        let mut t = p.timers.lock();
+        let it = if which == ITIMER_VIRTUAL { &mut t.virt } else { &mut t.prof };
+        let old = (if it.deadline != 0 { it.deadline.saturating_sub(now).max(1) } else { 0 }, it.interval);
+        *it = CpuItimer { deadline: if value_ns != 0 { now + value_ns } else { 0 }, interval: interval_ns };
+        old
+    };
+    let wall = timer::cpu_timer_wall_deadline();
+    if wall != 0 {
+        timer::reprogram_with(wall);
+    }
+    old
+}
+
+fn get_cpu_timer(which: u64) -> (u64, u64) {
+    let p = task::process();
+    let now = process_cpu_ns(p);
+    let t = p.timers.lock();
+    let it = if which == ITIMER_VIRTUAL { t.virt } else { t.prof };
+    (if it.deadline != 0 { it.deadline.saturating_sub(now).max(1) } else { 0 }, it.interval)
+}
 
 fn set_real_timer(p: &Arc<task::Process>, value_ns: u64, interval_ns: u64) -> (u64, u64) {
     let now = time::monotonic_ns();
@@ -160,12 +180,16 @@ fn ns_tv(ns: u64) -> Timeval {
 
 pub fn setitimer(f: &mut TrapFrame) -> SysResult {
     let [which, new, old, ..] = args(f);
-    if which != ITIMER_REAL {
-        // ITIMER_VIRTUAL/PROF need per-mode CPU accounting, not offered.
+    if which > ITIMER_PROF {
         return Err(Errno::EINVAL);
     }
     let v: [Timeval; 2] = if new != 0 { read_user(new)? } else { [Timeval::default(); 2] };
-    let (left, interval) = set_real_timer(task::process(), tv_ns(&v[1])?, tv_ns(&v[0])?);
+    let (value, interval) = (tv_ns(&v[1])?, tv_ns(&v[0])?);
+    let (left, interval) = if which == ITIMER_REAL {
+        set_real_timer(task::process(), value, interval)
+    } else {
+        set_cpu_timer(which, value, interval)
+    };
     if old != 0 {
         write_user(old, &[ns_tv(interval), ns_tv(left)])?;
     }
@@ -173,6 +197,11 @@ pub fn setitimer(f: &mut TrapFrame) -> SysResult {
 }
 
 pub fn getitimer(f: &mut TrapFrame) -> SysResult {
+    if f.rdi == ITIMER_VIRTUAL || f.rdi == ITIMER_PROF {
+        let (left, interval) = get_cpu_timer(f.rdi);
+        write_user(f.rsi, &[ns_tv(interval), ns_tv(left)])?;
+        return Ok(0);
+    }
     if f.rdi != ITIMER_REAL {
         return Err(Errno::EINVAL);
     }
@@ -240,6 +269,8 @@ pub fn timer_create(f: &mut TrapFrame) -> SysResult {
         deadline: 0,
         interval: 0,
         overrun: 0,
+        overrun_last: 0,
+        pending: false,
         generation: 0,
         armed: None,
     });
@@ -302,7 +333,7 @@ pub fn timer_gettime(f: &mut TrapFrame) -> SysResult {
 }
 
 pub fn timer_getoverrun(f: &mut TrapFrame) -> SysResult {
-    with_timer(f.rdi, |t| t.overrun as u64)
+    with_timer(f.rdi, |t| t.overrun_last as u64)
 }
 
 pub fn timer_delete(f: &mut TrapFrame) -> SysResult {

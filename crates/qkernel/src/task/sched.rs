@@ -22,7 +22,7 @@ use crate::mm::{tlb, Mm};
 use crate::sync::SpinLock;
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use qlib::layout::MAX_VCPUS;
 
 /// Length of a time slice.
@@ -52,6 +52,23 @@ static RQ: [SpinLock<RunQueue>; MAX_VCPUS as usize] = [const {
         slice_end: 0,
     })
 }; MAX_VCPUS as usize];
+/// The address space in each vCPU's CR3 (`RunQueue::loaded_mm`, which keeps
+/// it alive), for the page-fault path to reach without locks or reference
+/// counting.
+static LOADED_MM: [AtomicPtr<Mm>; MAX_VCPUS as usize] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_VCPUS as usize];
+
+/// The address space loaded on this vCPU: the current task's (a task's
+/// address space changes only by its own execve, which reloads it).
+#[inline]
+pub fn loaded_mm() -> Option<&'static Mm> {
+    let p = LOADED_MM[percpu::cpu_index()].load(Ordering::Relaxed);
+    // SAFETY: the pointer comes from the Arc in this vCPU's run queue
+    // (`loaded_mm`), which is replaced only by this vCPU when it switches
+    // address spaces; until then the Mm stays alive.
+    (!p.is_null()).then(|| unsafe { &*p })
+}
+
 /// vCPU is halted in its idle loop (a wake-up must send it an IPI).
 static IDLE: [AtomicBool; MAX_VCPUS as usize] = [const { AtomicBool::new(false) }; MAX_VCPUS as usize];
 /// Runnable tasks per vCPU (for placement and stealing without locks).
@@ -91,7 +108,16 @@ fn place(t: &Task) -> usize {
 fn enqueue(c: usize, t: Arc<Task>) {
     {
         let mut rq = RQ[c].lock();
-        if t.on_rq.load(Ordering::Relaxed) || rq.current.as_ref().is_some_and(|cur| Arc::ptr_eq(cur, &t)) {
+        if t.on_rq.load(Ordering::Relaxed) {
+            return;
+        }
+        if rq.current.as_ref().is_some_and(|cur| Arc::ptr_eq(cur, &t)) {
+            drop(rq);
+            // It may be halted in place (`schedule_or_halt`) on another vCPU.
+            core::sync::atomic::fence(Ordering::SeqCst);
+            if c != percpu::cpu_index() && IDLE[c].load(Ordering::SeqCst) {
+                apic::send_ipi(c as u32, apic::WAKE_VECTOR);
+            }
             return;
         }
         t.cpu.store(c as u32, Ordering::Relaxed);
@@ -183,6 +209,36 @@ fn account(t: &Task, now: u64) {
 /// (it keeps running). Returns when the task runs again (never for Dead).
 pub fn schedule() {
     reschedule(false)
+}
+
+/// [`schedule`] for a task that marked itself Sleeping, except that when no
+/// other task is runnable on this vCPU it halts right here, in the task's
+/// context, instead of switching to the idle loop and back: an interrupt
+/// that wakes it (a completion, a signal's IPI) returns straight into the
+/// task, which saves two context switches and the FPU save/restore (hundreds
+/// of emulated instructions on kvm_pvm hosts). While halted the vCPU counts
+/// as idle, so wakers and new work on other vCPUs send an IPI; timers, TLB
+/// shootdowns and host events are handled by their interrupts as usual.
+pub fn schedule_or_halt() {
+    let c = percpu::cpu_index();
+    let cur = super::current();
+    loop {
+        if cur.state() != State::Sleeping {
+            return;
+        }
+        IDLE[c].store(true, Ordering::SeqCst);
+        // After publishing IDLE (SeqCst), as in the idle loop: an enqueue
+        // either sees IDLE and sends an IPI or we see its task here.
+        let others = !RQ[c].lock().queue.is_empty();
+        if others || cur.state() != State::Sleeping {
+            IDLE[c].store(false, Ordering::SeqCst);
+            break;
+        }
+        percpu::stats().idle_entries += 1;
+        cpu::wait_for_interrupt();
+        IDLE[c].store(false, Ordering::SeqCst);
+    }
+    schedule();
 }
 
 /// Gives the vCPU to the next runnable task, if any (the slice ended, or
@@ -290,6 +346,7 @@ fn switch_to_task(mut rq: crate::sync::SpinGuard<'_, RunQueue>, c: usize, save: 
         mm.active.fetch_or(1 << c, Ordering::SeqCst);
         // SAFETY: the address space shares the kernel's upper half.
         unsafe { cpu::write_cr3(mm.root()) };
+        LOADED_MM[c].store(Arc::as_ptr(&mm) as *mut Mm, Ordering::Relaxed);
         if let Some(old) = rq.loaded_mm.replace(mm) {
             old.active.fetch_and(!(1 << c), Ordering::SeqCst);
         }
@@ -303,6 +360,11 @@ fn switch_to_task(mut rq: crate::sync::SpinGuard<'_, RunQueue>, c: usize, save: 
     let load = unsafe { *next.ctx.get() };
     rq.current = Some(next);
     set_slice(&mut rq);
+    // CPU-time interval timers of the process switched to.
+    let cpu_timer = super::timer::cpu_timer_wall_deadline();
+    if cpu_timer != 0 {
+        super::timer::reprogram_with(cpu_timer);
+    }
     core::mem::forget(rq);
     // SAFETY: `load` was saved by a previous switch or built by
     // initial_context; the run-queue lock passes to `next`.
@@ -316,6 +378,7 @@ pub fn switch_mm(mm: Arc<Mm>) {
     mm.active.fetch_or(1 << c, Ordering::SeqCst);
     // SAFETY: the address space shares the kernel's upper half.
     unsafe { cpu::write_cr3(mm.root()) };
+    LOADED_MM[c].store(Arc::as_ptr(&mm) as *mut Mm, Ordering::Relaxed);
     if let Some(old) = rq.loaded_mm.replace(mm) {
         old.active.fetch_and(!(1 << c), Ordering::SeqCst);
     }

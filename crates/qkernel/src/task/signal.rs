@@ -407,7 +407,13 @@ pub fn has_deliverable(t: &Task) -> bool {
     }
     let s = t.sig.lock();
     let pending = s.pending.set | t.process.shared_pending.lock().set;
-    pending & !(s.blocked & !UNBLOCKABLE) != 0 || t.process.exit.lock().exiting
+    if pending & !(s.blocked & !UNBLOCKABLE) != 0 {
+        return true;
+    }
+    drop(s);
+    // exit_group, or another thread's execve, ends this thread's waits too.
+    let e = t.process.exit.lock();
+    e.exiting || e.dethread_by.is_some_and(|tid| tid != t.tid)
 }
 
 /// Takes the next signal to deliver: faults first, then the lowest number.
@@ -435,7 +441,28 @@ fn dequeue(t: &Task) -> Option<SigInfo> {
     if s.pending.set & allowed == 0 && shared.set & allowed == 0 {
         t.sig_flag.store(false, Ordering::Release);
     }
-    r
+    drop(shared);
+    drop(s);
+    r.map(|info| taken(&t.process, info))
+}
+
+/// Bookkeeping for a signal leaving a queue (delivery or sigtimedwait): a
+/// POSIX timer's signal reports the expirations it stood for (si_overrun)
+/// and lets the timer queue its next one.
+pub fn taken(p: &Process, mut info: SigInfo) -> SigInfo {
+    if info.code == code::SI_TIMER {
+        let mut timers = p.timers.lock();
+        if let Some(Some(pt)) = timers.posix.get_mut(info.fields[0] as u32 as usize) {
+            if pt.pending {
+                pt.pending = false;
+                pt.overrun_last = pt.overrun;
+                pt.overrun = 0;
+                // si_overrun is the int after si_tid.
+                info.fields[0] = (info.fields[0] & 0xffff_ffff) | ((pt.overrun_last as u64) << 32);
+            }
+        }
+    }
+    info
 }
 
 // Frame layout (x86-64 `struct rt_sigframe`, `ucontext`, `sigcontext`).
@@ -690,6 +717,15 @@ fn deliver_one(t: &Arc<Task>, f: &mut TrapFrame) -> Option<bool> {
 /// Work on the way back to user mode: reschedule if asked, deliver signals.
 /// Returns true when the frame was rewritten (IRET needed).
 pub fn exit_to_user(f: &mut TrapFrame) -> bool {
+    {
+        // Fast path: nothing to do (exit_group and execve raise `sig_flag`
+        // in the threads they end, so the exit checks below need it too).
+        let t = super::current();
+        if !t.need_resched.load(Ordering::Relaxed) && !t.sig_flag.load(Ordering::Acquire) {
+            restart_syscall(f, None);
+            return t.frame_rewritten.load(Ordering::Relaxed) && t.frame_rewritten.swap(false, Ordering::AcqRel);
+        }
+    }
     let t = super::current_arc();
     let mut rewritten = false;
     loop {
@@ -697,7 +733,7 @@ pub fn exit_to_user(f: &mut TrapFrame) -> bool {
             sched::yield_now();
             continue;
         }
-        {
+        if t.sig_flag.load(Ordering::Acquire) {
             let e = t.process.exit.lock();
             let exiting = e.exiting;
             let dethread = e.dethread_by.is_some_and(|tid| tid != t.tid);
@@ -747,7 +783,13 @@ pub struct PosixTimer {
     pub target_tid: u32,
     pub deadline: u64,
     pub interval: u64,
+    /// Expirations since its signal was queued (added to si_overrun).
     pub overrun: u32,
+    /// si_overrun of the last signal taken (timer_getoverrun).
+    pub overrun_last: u32,
+    /// Its signal is queued and not yet taken: further expirations only
+    /// count overruns (one queued signal per timer, as on Linux).
+    pub pending: bool,
     pub generation: u64,
     pub armed: Option<timer::TimerId>,
 }
@@ -778,6 +820,15 @@ pub fn posix_timer_fired(p: &Arc<Process>, index: usize, generation: u64, now: u
     const SIGEV_THREAD_ID: u32 = 4;
     if notify == SIGEV_NONE {
         return;
+    }
+    {
+        let mut timers = p.timers.lock();
+        let Some(Some(pt)) = timers.posix.get_mut(index) else { return };
+        if pt.pending {
+            pt.overrun = pt.overrun.saturating_add(1);
+            return;
+        }
+        pt.pending = true;
     }
     let mut info = SigInfo { signo: sig as i32, errno: 0, code: code::SI_TIMER, _pad: 0, fields: [0; 14] };
     info.fields[0] = index as u64;

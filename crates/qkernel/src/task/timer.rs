@@ -71,9 +71,10 @@ pub fn reprogram_with(deadline: u64) {
 pub fn program_next(extra: u64) {
     let cpu = percpu::cpu_index();
     let slice = sched::slice_deadline();
+    let cpu_timer = cpu_timer_wall_deadline();
     let mut t = TIMERS[cpu].lock();
     let mut next = t.list.keys().next().map(|k| k.0).unwrap_or(0);
-    for d in [slice, extra] {
+    for d in [slice, extra, cpu_timer] {
         if d != 0 && (next == 0 || d < next) {
             next = d;
         }
@@ -143,9 +144,88 @@ pub fn run_expired() {
 /// The timer interrupt.
 pub fn interrupt() {
     run_expired();
+    check_cpu_timers();
     let now = crate::time::monotonic_ns();
     sched::tick(now);
     program_next(0);
+}
+
+/// CPU time a thread has used, including its current run.
+pub fn thread_cpu_ns(t: &Task) -> u64 {
+    let base = t.cpu_ns.load(Ordering::Relaxed);
+    if t.on_cpu.load(Ordering::Acquire) {
+        base + crate::time::monotonic_ns().saturating_sub(t.run_start.load(Ordering::Relaxed))
+    } else {
+        base
+    }
+}
+
+/// CPU time a process has used (its live and exited threads).
+pub fn process_cpu_ns(p: &Process) -> u64 {
+    p.threads.lock().iter().map(|t| thread_cpu_ns(t)).sum::<u64>() + p.dead_threads_cpu_ns.load(Ordering::Relaxed)
+}
+
+/// ITIMER_VIRTUAL / ITIMER_PROF: a deadline in process CPU time (0: off)
+/// and the interval to re-arm with. All CPU time counts as user time here,
+/// so both count the same time.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct CpuItimer {
+    pub deadline: u64,
+    pub interval: u64,
+}
+
+/// Sends SIGVTALRM/SIGPROF for the current process's CPU-time interval
+/// timers that ran out (timer interrupt).
+pub fn check_cpu_timers() {
+    if !super::has_current() {
+        return;
+    }
+    let p = &super::current().process;
+    let mut fired = [false; 2];
+    {
+        let mut guard = p.timers.lock();
+        let t = &mut *guard;
+        if t.virt.deadline == 0 && t.prof.deadline == 0 {
+            return;
+        }
+        let now = process_cpu_ns(p);
+        for (i, it) in [&mut t.virt, &mut t.prof].into_iter().enumerate() {
+            if it.deadline != 0 && now >= it.deadline {
+                fired[i] = true;
+                it.deadline = if it.interval == 0 {
+                    0
+                } else {
+                    let mut d = it.deadline + it.interval;
+                    while d <= now {
+                        d += it.interval;
+                    }
+                    d
+                };
+            }
+        }
+    }
+    use qlib::linux::consts::signal::{SIGPROF, SIGVTALRM};
+    for (sig, f) in [(SIGVTALRM, fired[0]), (SIGPROF, fired[1])] {
+        if f {
+            super::signal::send_to_process(p, sig, super::signal::SigInfo::kernel(sig));
+        }
+    }
+}
+
+/// When (monotonic) the current process's nearest CPU-time timer can run
+/// out at the earliest (0: none): its remaining CPU time from now.
+pub fn cpu_timer_wall_deadline() -> u64 {
+    if !super::has_current() {
+        return 0;
+    }
+    let p = &super::current().process;
+    let t = p.timers.lock();
+    let next = [t.virt.deadline, t.prof.deadline].into_iter().filter(|&d| d != 0).min();
+    drop(t);
+    match next {
+        Some(d) => crate::time::monotonic_ns() + d.saturating_sub(process_cpu_ns(p)).max(1),
+        None => 0,
+    }
 }
 
 /// A process's interval timers.
@@ -155,6 +235,9 @@ pub struct ProcessTimers {
     pub real_deadline: u64,
     pub real_interval_ns: u64,
     pub real_armed: Option<TimerId>,
+    /// ITIMER_VIRTUAL and ITIMER_PROF.
+    pub virt: CpuItimer,
+    pub prof: CpuItimer,
     /// POSIX timers (timer_create); index = timer id.
     pub posix: Vec<Option<super::signal::PosixTimer>>,
 }

@@ -157,6 +157,11 @@ pub const ALLOWED: &[u64] = &[
     nr::FALLOCATE,
     nr::GETRANDOM,
     nr::RESTART_SYSCALL,
+    // The hostq I/O thread: waiting for stdio and its eventfds, non-blocking
+    // stdio transfers (RWF_NOWAIT).
+    nr::PPOLL,
+    nr::PREADV2,
+    nr::PWRITEV2,
 ];
 
 /// KVM ioctls a running sandbox makes (vCPU runs and reads; an interrupt

@@ -58,6 +58,25 @@ pub const KVM_CAP_BINARY_STATS_FD: u64 = 0xcb;
 pub const KVM_CAP_DISABLE_QUIRKS2: u32 = 213;
 pub const KVM_X86_QUIRK_FIX_HYPERCALL_INSN: u64 = 1 << 5;
 
+/// `KVM_IOEVENTFD`: signal an eventfd on a guest port/MMIO write, in the kernel.
+pub const KVM_IOEVENTFD: u64 = 0x4040_ae79;
+/// `KVM_CAP_IOEVENTFD`.
+pub const KVM_CAP_IOEVENTFD: u64 = 36;
+/// `kvm_ioeventfd.flags`: the address is an I/O port.
+pub const KVM_IOEVENTFD_FLAG_PIO: u32 = 1 << 1;
+
+/// `struct kvm_ioeventfd`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct IoEventFd {
+    pub datamatch: u64,
+    pub addr: u64,
+    pub len: u32,
+    pub fd: i32,
+    pub flags: u32,
+    pub pad: [u8; 36],
+}
+
 /// `struct kvm_userspace_memory_region`.
 #[repr(C)]
 pub struct UserspaceMemoryRegion {
@@ -285,6 +304,8 @@ const _: () = {
     assert!(core::mem::size_of::<CpuidEntry>() == 0x28);
     assert!(core::mem::size_of::<EnableCap>() == 0x68);
     assert!(core::mem::size_of::<UserspaceMemoryRegion>() == 0x20);
+    assert!(core::mem::size_of::<IoEventFd>() == 0x40);
+    assert!(core::mem::size_of::<Msi>() == 0x20);
     assert!(core::mem::size_of::<SignalMask>() == 12);
     assert!(core::mem::offset_of!(KvmRun, exit_reason) == 8);
     assert!(core::mem::offset_of!(KvmRun, u) == 0x20);

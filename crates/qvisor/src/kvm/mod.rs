@@ -135,6 +135,15 @@ impl Vm {
         op("KVM_ENABLE_CAP", unsafe { sys::ioctl(self.raw_fd(), KVM_ENABLE_CAP, &c as *const _ as u64) }).map(|_| ())
     }
 
+    /// KVM_IOEVENTFD: a 4-byte guest write to I/O port `port` signals
+    /// `fd` (an eventfd) inside the kernel, without an exit to the VMM.
+    pub fn ioeventfd(&self, port: u16, fd: RawFd) -> Result<(), KvmError> {
+        let a = IoEventFd { datamatch: 0, addr: port as u64, len: 4, fd, flags: KVM_IOEVENTFD_FLAG_PIO, pad: [0; 36] };
+        // SAFETY: `a` is a valid kvm_ioeventfd; KVM takes its own reference
+        // to the eventfd.
+        op("KVM_IOEVENTFD", unsafe { sys::ioctl(self.raw_fd(), KVM_IOEVENTFD, &a as *const _ as u64) }).map(|_| ())
+    }
+
     /// KVM_CHECK_EXTENSION on the VM.
     pub fn check_extension(&self, cap: u64) -> u64 {
         // SAFETY: integer argument.

@@ -69,6 +69,11 @@ pub extern "C" fn trap_dispatch(f: &mut TrapFrame) {
             apic::eoi();
             crate::mm::tlb::service_pending();
         }
+        v if v == qlib::hostq::COMPLETION_VECTOR as u64 => {
+            percpu::stats().interrupts += 1;
+            apic::eoi();
+            crate::hostq::interrupt();
+        }
         v if v == apic::SPURIOUS_VECTOR as u64 => {}
         _ => {
             // Wake-up IPIs, host events and anything else: acknowledge; the
@@ -95,7 +100,8 @@ fn page_fault(f: &mut TrapFrame) {
         Access::Read
     };
     let user_mode = f.error & PF_USER != 0;
-    let result = if addr < USER_END && task::has_current() { Some(task::mm().fault(addr, access)) } else { None };
+    let mm = if addr < USER_END && task::has_current() { task::sched::loaded_mm() } else { None };
+    let result = mm.map(|m| m.fault(addr, access));
     match result {
         Some(Ok(())) => return,
         Some(Err(Fault::NoMemory)) if user_mode => {
