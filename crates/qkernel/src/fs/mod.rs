@@ -163,6 +163,11 @@ pub trait Inode: Send + Sync {
     /// For downcasting (rename/link need both ends on the same file system).
     fn as_any(&self) -> &dyn Any;
 
+    /// Mode, owner and group for permission checks on path walks (hostfs
+    /// answers from what it learned at lookup, without a host call).
+    fn perm(&self) -> Result<Stat, Errno> {
+        self.stat()
+    }
     /// Whether cached lookups below this directory are still trusted
     /// (hostfs revalidates entries the host may change behind our back).
     fn revalidate(&self, _name: &[u8], _child: &InodeRef) -> bool {

@@ -151,7 +151,7 @@ fn resolve_inner(
         if cur.dentry.inode.file_type() != FileType::Directory {
             return Err(Errno::ENOTDIR);
         }
-        may_access(&cur.dentry.inode.stat()?, c, MAY_EXEC)?;
+        may_access(&cur.dentry.inode.perm()?, c, MAY_EXEC)?;
         if comp == b"." {
             continue;
         }
