@@ -90,11 +90,11 @@ fn place(t: &Task) -> usize {
     }
     let load = |c: usize| LOAD[c].load(Ordering::Relaxed) + !IDLE[c].load(Ordering::Relaxed) as usize;
     let mut best = if prev < n && allowed & (1 << prev) != 0 { prev } else { usize::MAX };
-    for c in 0..n {
+    for (c, idle) in IDLE.iter().enumerate().take(n) {
         if allowed & (1 << c) == 0 || c == best {
             continue;
         }
-        if IDLE[c].load(Ordering::Relaxed) {
+        if idle.load(Ordering::Relaxed) {
             return c;
         }
         if best == usize::MAX || load(c) < load(best) {
