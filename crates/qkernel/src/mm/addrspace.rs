@@ -392,19 +392,24 @@ impl AddressSpace {
     /// other vCPUs have flushed (see `Mm::finish`).
     fn release_pages(&self, start: u64, end: u64) {
         let mut freed = 0;
-        let mut dead: Vec<u64> = Vec::new();
-        self.pt.for_each_mapped(start, end, |va, e| {
-            // Plain accesses suffice: faults cannot race (exclusive lock), and
-            // an accessed/dirty bit the MMU sets meanwhile is of no interest.
-            let old = e.load(Ordering::Acquire);
-            e.store(0, Ordering::Release);
-            if frame::ref_dec(old & PTE_ADDR) == 0 {
-                dead.push(old & PTE_ADDR);
+        let mut dead: Vec<u64> = Vec::with_capacity((((end - start) / PAGE_SIZE) as usize).min(256));
+        self.pt.for_each_leaf_table(start, end, |base, table, first, last| {
+            for (i, e) in table.iter().enumerate().take(last).skip(first) {
+                // Plain accesses suffice: faults cannot race (exclusive lock),
+                // and an accessed/dirty bit the MMU sets is of no interest.
+                let old = e.load(Ordering::Relaxed);
+                if old & (PTE_P | PTE_PROTNONE) == 0 {
+                    continue;
+                }
+                e.store(0, Ordering::Relaxed);
+                if frame::ref_dec(old & PTE_ADDR) == 0 {
+                    dead.push(old & PTE_ADDR);
+                }
+                if freed < LOCAL_INVLPG_MAX {
+                    cpu::invlpg(base + i as u64 * PAGE_SIZE);
+                }
+                freed += 1;
             }
-            if freed < LOCAL_INVLPG_MAX {
-                cpu::invlpg(va);
-            }
-            freed += 1;
         });
         if freed > LOCAL_INVLPG_MAX {
             // One reload instead of an INVLPG per page.
@@ -550,23 +555,41 @@ impl AddressSpace {
         }
         let flags = pte_flags(prot);
         let mut changed = 0;
-        self.pt.for_each_mapped(start, end, |va, e| {
-            let old = e.load(Ordering::Acquire);
-            let frame = old & PTE_ADDR;
-            let cow = old & PTE_COW;
-            let new = if prot == PROT_NONE {
-                frame | PTE_PROTNONE | cow
-            } else if cow != 0 {
-                // Still shared: stays read-only until a write copies it.
-                (frame | flags | PTE_P | cow) & !PTE_W
-            } else {
-                frame | flags | PTE_P
-            };
-            e.store(new, Ordering::Release);
-            cpu::invlpg(va);
-            changed += 1;
+        let mut narrowed = 0;
+        self.pt.for_each_leaf_table(start, end, |base, table, first, last| {
+            for (i, e) in table.iter().enumerate().take(last).skip(first) {
+                let old = e.load(Ordering::Relaxed);
+                if old & (PTE_P | PTE_PROTNONE) == 0 {
+                    continue;
+                }
+                let frame = old & PTE_ADDR;
+                let cow = old & PTE_COW;
+                let new = if prot == PROT_NONE {
+                    frame | PTE_PROTNONE | cow
+                } else if cow != 0 {
+                    // Still shared: stays read-only until a write copies it.
+                    (frame | flags | PTE_P | cow) & !PTE_W
+                } else {
+                    frame | flags | PTE_P
+                };
+                e.store(new, Ordering::Relaxed);
+                if changed < LOCAL_INVLPG_MAX {
+                    cpu::invlpg(base + i as u64 * PAGE_SIZE);
+                }
+                changed += 1;
+                // Other vCPUs must drop translations that allow more than
+                // the new entry (wider ones just fault once and refresh).
+                let lost_w = old & PTE_W != 0 && new & PTE_W == 0;
+                let lost_x = old & PTE_NX == 0 && new & PTE_NX != 0;
+                if old & PTE_P != 0 && (new & PTE_P == 0 || lost_w || lost_x) {
+                    narrowed += 1;
+                }
+            }
         });
-        self.flush.fetch_add(changed, Ordering::AcqRel);
+        if changed > LOCAL_INVLPG_MAX {
+            super::tlb::flush_local();
+        }
+        self.flush.fetch_add(narrowed, Ordering::AcqRel);
         Ok(())
     }
 
@@ -963,34 +986,45 @@ impl AddressSpace {
         child.vmas = self.vmas.clone();
         let mut ok = true;
         let mut count = 0;
+        let mut narrowed = 0;
+        // A leaf table at a time, entries in a plain loop: the caller holds
+        // the exclusive lock, so no fault changes entries meanwhile (an
+        // accessed/dirty bit the MMU sets is of no interest), and one TLB
+        // flush at the end replaces an INVLPG per page.
         for Area { vma: v, .. } in self.vmas.map.values() {
             let shared = v.backing == Backing::SharedAnon;
-            self.pt.for_each_mapped(v.start, v.end, |va, e| {
-                let mut entry = e.load(Ordering::Acquire);
-                if !shared && entry & PTE_P != 0 && entry & PTE_W != 0 {
-                    let ro = (entry & !PTE_W) | PTE_COW;
-                    // A concurrent fault may only have set accessed/dirty bits.
-                    while let Err(cur) = e.compare_exchange(entry, ro, Ordering::AcqRel, Ordering::Acquire) {
-                        entry = cur;
+            self.pt.for_each_leaf_table(v.start, v.end, |base, table, first, last| {
+                let Some(child_table) = child.pt.leaf_table(base + (first as u64) * PAGE_SIZE, true) else {
+                    ok = false;
+                    return;
+                };
+                for i in first..last {
+                    let e = &table[i];
+                    let mut entry = e.load(Ordering::Relaxed);
+                    if entry & (PTE_P | PTE_PROTNONE) == 0 {
+                        continue;
                     }
-                    entry = ro;
-                    cpu::invlpg(va);
-                } else if !shared {
-                    entry |= PTE_COW;
-                    e.fetch_or(PTE_COW, Ordering::AcqRel);
-                }
-                match child.pt.entry(va, true) {
-                    Some(ce) => {
-                        frame::ref_inc(entry & PTE_ADDR);
-                        ce.store(entry, Ordering::Release);
-                        count += 1;
+                    if !shared {
+                        if entry & PTE_P != 0 && entry & PTE_W != 0 {
+                            entry = (entry & !PTE_W) | PTE_COW;
+                            e.store(entry, Ordering::Relaxed);
+                            narrowed += 1;
+                        } else if entry & PTE_COW == 0 {
+                            entry |= PTE_COW;
+                            e.store(entry, Ordering::Relaxed);
+                        }
                     }
-                    None => ok = false,
+                    frame::ref_inc(entry & PTE_ADDR);
+                    child_table[i].store(entry, Ordering::Relaxed);
+                    count += 1;
                 }
             });
         }
+        if narrowed > 0 {
+            super::tlb::flush_local();
+        }
         child.resident.store(count, Ordering::Relaxed);
-        self.flush.fetch_add(count, Ordering::AcqRel);
+        self.flush.fetch_add(narrowed, Ordering::AcqRel);
         ok.then_some(child)
     }
 }
@@ -1010,10 +1044,12 @@ impl Drop for AddressSpace {
         // entries of tables about to be freed. Only the areas' ranges are
         // walked: the whole lower half would read every entry of every table.
         for a in self.vmas.map.values() {
-            self.pt.for_each_mapped(a.vma.start, a.vma.end, |_, e| {
-                let pa = e.load(Ordering::Relaxed) & PTE_ADDR;
-                if frame::ref_dec(pa) == 0 {
-                    frame::free_frame(pa);
+            self.pt.for_each_leaf_table(a.vma.start, a.vma.end, |_, table, first, last| {
+                for e in &table[first..last] {
+                    let v = e.load(Ordering::Relaxed);
+                    if v & (PTE_P | PTE_PROTNONE) != 0 && frame::ref_dec(v & PTE_ADDR) == 0 {
+                        frame::free_frame(v & PTE_ADDR);
+                    }
                 }
             });
         }
