@@ -259,7 +259,19 @@ pub struct AddressSpace {
     flush: AtomicU64,
     /// Shared objects no longer mapped here, released with `deferred`.
     retired: SpinLock<Vec<Arc<Shm>>>,
+    /// Where the next fault lands if memory is touched sequentially (just
+    /// past the pages the last fault mapped): such a fault maps the pages
+    /// after it too (fault-around). Racy by design: only a hint.
+    next_seq: AtomicU64,
 }
+
+/// Pages unmapped with one INVLPG each; more flush the whole TLB once.
+const LOCAL_INVLPG_MAX: u64 = 8;
+
+/// Pages a sequential fault maps beyond the faulting one. A fault costs
+/// ~400 supervisor instructions and 3-4 VM exits; each extra page ~40
+/// instructions and none.
+const FAULT_AROUND: usize = 15;
 
 impl AddressSpace {
     /// An empty address space.
@@ -279,6 +291,7 @@ impl AddressSpace {
             deferred: SpinLock::new(Vec::new()),
             flush: AtomicU64::new(0),
             retired: SpinLock::new(Vec::new()),
+            next_seq: AtomicU64::new(0),
         })
     }
 
@@ -402,7 +415,7 @@ impl AddressSpace {
                 // No memory to remember it: make every vCPU flush now, then
                 // free it at once.
                 drop(d);
-                super::tlb::shootdown(&AtomicU64::new(u64::MAX));
+                super::tlb::shootdown_all();
                 frame::free_frame(pa);
             }
         }
@@ -412,15 +425,47 @@ impl AddressSpace {
     /// other vCPUs have flushed (see `Mm::finish`).
     fn release_pages(&self, start: u64, end: u64) {
         let mut freed = 0;
-        self.pt.for_each_mapped(start, end, |va, e| {
-            let old = e.swap(0, Ordering::AcqRel);
-            self.drop_frame(old & PTE_ADDR);
-            cpu::invlpg(va);
-            freed += 1;
+        let mut dead: Vec<u64> = Vec::with_capacity((((end - start) / PAGE_SIZE) as usize).min(256));
+        self.pt.for_each_leaf_table(start, end, |base, table, first, last| {
+            for (i, e) in table.iter().enumerate().take(last).skip(first) {
+                // Plain accesses suffice: faults cannot race (exclusive lock),
+                // and an accessed/dirty bit the MMU sets is of no interest.
+                let old = e.load(Ordering::Relaxed);
+                if old & (PTE_P | PTE_PROTNONE) == 0 {
+                    continue;
+                }
+                e.store(0, Ordering::Relaxed);
+                if frame::ref_dec(old & PTE_ADDR) == 0 {
+                    dead.push(old & PTE_ADDR);
+                }
+                if freed < LOCAL_INVLPG_MAX {
+                    cpu::invlpg(base + i as u64 * PAGE_SIZE);
+                }
+                freed += 1;
+            }
         });
+        if freed > LOCAL_INVLPG_MAX {
+            // One reload instead of an INVLPG per page.
+            super::tlb::flush_local();
+        }
         if freed > 0 {
             self.resident.fetch_sub(freed, Ordering::Relaxed);
             self.flush.fetch_add(freed, Ordering::AcqRel);
+        }
+        if dead.is_empty() {
+            return;
+        }
+        let mut d = self.deferred.lock();
+        if d.try_reserve(dead.len()).is_ok() {
+            d.append(&mut dead);
+        } else {
+            // No memory to remember them: make every vCPU flush now, then
+            // free them at once.
+            drop(d);
+            super::tlb::shootdown_all();
+            for pa in dead {
+                frame::free_frame(pa);
+            }
         }
     }
 
@@ -603,23 +648,41 @@ impl AddressSpace {
         }
         let flags = pte_flags(prot);
         let mut changed = 0;
-        self.pt.for_each_mapped(start, end, |va, e| {
-            let old = e.load(Ordering::Acquire);
-            let frame = old & PTE_ADDR;
-            let cow = old & PTE_COW;
-            let new = if prot == PROT_NONE {
-                frame | PTE_PROTNONE | cow
-            } else if cow != 0 {
-                // Still shared: stays read-only until a write copies it.
-                (frame | flags | PTE_P | cow) & !PTE_W
-            } else {
-                frame | flags | PTE_P
-            };
-            e.store(new, Ordering::Release);
-            cpu::invlpg(va);
-            changed += 1;
+        let mut narrowed = 0;
+        self.pt.for_each_leaf_table(start, end, |base, table, first, last| {
+            for (i, e) in table.iter().enumerate().take(last).skip(first) {
+                let old = e.load(Ordering::Relaxed);
+                if old & (PTE_P | PTE_PROTNONE) == 0 {
+                    continue;
+                }
+                let frame = old & PTE_ADDR;
+                let cow = old & PTE_COW;
+                let new = if prot == PROT_NONE {
+                    frame | PTE_PROTNONE | cow
+                } else if cow != 0 {
+                    // Still shared: stays read-only until a write copies it.
+                    (frame | flags | PTE_P | cow) & !PTE_W
+                } else {
+                    frame | flags | PTE_P
+                };
+                e.store(new, Ordering::Relaxed);
+                if changed < LOCAL_INVLPG_MAX {
+                    cpu::invlpg(base + i as u64 * PAGE_SIZE);
+                }
+                changed += 1;
+                // Other vCPUs must drop translations that allow more than
+                // the new entry (wider ones just fault once and refresh).
+                let lost_w = old & PTE_W != 0 && new & PTE_W == 0;
+                let lost_x = old & PTE_NX == 0 && new & PTE_NX != 0;
+                if old & PTE_P != 0 && (new & PTE_P == 0 || lost_w || lost_x) {
+                    narrowed += 1;
+                }
+            }
         });
-        self.flush.fetch_add(changed, Ordering::AcqRel);
+        if changed > LOCAL_INVLPG_MAX {
+            super::tlb::flush_local();
+        }
+        self.flush.fetch_add(narrowed, Ordering::AcqRel);
         Ok(())
     }
 
@@ -913,7 +976,8 @@ impl AddressSpace {
                     }
                     continue;
                 }
-                self.resident.fetch_add(1, Ordering::Relaxed);
+                let extra = if shm.is_none() { self.fault_around(va, &vma) } else { 0 };
+                self.resident.fetch_add(1 + extra, Ordering::Relaxed);
                 return Ok(());
             }
             if old & PTE_P == 0 {
@@ -930,6 +994,38 @@ impl AddressSpace {
             cpu::invlpg(va);
             return Ok(());
         }
+    }
+
+    /// After a fault at `va` just past the previous fault's pages, maps the
+    /// following absent pages of the area (in the same leaf table) with
+    /// known-zero frames; returns how many.
+    fn fault_around(&self, va: u64, vma: &Vma) -> u64 {
+        let sequential = self.next_seq.load(Ordering::Relaxed) == va;
+        let mut next = va + PAGE_SIZE;
+        if sequential {
+            let table_end = (va | ((1 << 21) - 1)) + 1;
+            let limit = vma.end.min(table_end).min(va + (FAULT_AROUND as u64 + 1) * PAGE_SIZE);
+            let want = ((limit - next) / PAGE_SIZE) as usize;
+            let mut frames = [0u64; FAULT_AROUND];
+            let got = frame::alloc_user_zeroed(&mut frames[..want]);
+            let flags = pte_flags(vma.prot) | PTE_P;
+            let mut used = 0;
+            while used < got {
+                let Some(e) = self.pt.entry(next, false) else { break };
+                let pa = frames[used];
+                frame::ref_init(pa);
+                if e.compare_exchange(0, pa | flags, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                    break;
+                }
+                used += 1;
+                next += PAGE_SIZE;
+            }
+            for &pa in &frames[used..got] {
+                frame::free_frame(pa);
+            }
+        }
+        self.next_seq.store(next, Ordering::Relaxed);
+        (next - va) / PAGE_SIZE - 1
     }
 
     /// A write to a read-only page of a writable area: copy-on-write.
@@ -1050,34 +1146,45 @@ impl AddressSpace {
         child.vmas = self.vmas.clone();
         let mut ok = true;
         let mut count = 0;
+        let mut narrowed = 0;
+        // A leaf table at a time, entries in a plain loop: the caller holds
+        // the exclusive lock, so no fault changes entries meanwhile (an
+        // accessed/dirty bit the MMU sets is of no interest), and one TLB
+        // flush at the end replaces an INVLPG per page.
         for Area { vma: v, .. } in self.vmas.map.values() {
             let shared = v.backing == Backing::SharedAnon;
-            self.pt.for_each_mapped(v.start, v.end, |va, e| {
-                let mut entry = e.load(Ordering::Acquire);
-                if !shared && entry & PTE_P != 0 && entry & PTE_W != 0 {
-                    let ro = (entry & !PTE_W) | PTE_COW;
-                    // A concurrent fault may only have set accessed/dirty bits.
-                    while let Err(cur) = e.compare_exchange(entry, ro, Ordering::AcqRel, Ordering::Acquire) {
-                        entry = cur;
+            self.pt.for_each_leaf_table(v.start, v.end, |base, table, first, last| {
+                let Some(child_table) = child.pt.leaf_table(base + (first as u64) * PAGE_SIZE, true) else {
+                    ok = false;
+                    return;
+                };
+                for i in first..last {
+                    let e = &table[i];
+                    let mut entry = e.load(Ordering::Relaxed);
+                    if entry & (PTE_P | PTE_PROTNONE) == 0 {
+                        continue;
                     }
-                    entry = ro;
-                    cpu::invlpg(va);
-                } else if !shared {
-                    entry |= PTE_COW;
-                    e.fetch_or(PTE_COW, Ordering::AcqRel);
-                }
-                match child.pt.entry(va, true) {
-                    Some(ce) => {
-                        frame::ref_inc(entry & PTE_ADDR);
-                        ce.store(entry, Ordering::Release);
-                        count += 1;
+                    if !shared {
+                        if entry & PTE_P != 0 && entry & PTE_W != 0 {
+                            entry = (entry & !PTE_W) | PTE_COW;
+                            e.store(entry, Ordering::Relaxed);
+                            narrowed += 1;
+                        } else if entry & PTE_COW == 0 {
+                            entry |= PTE_COW;
+                            e.store(entry, Ordering::Relaxed);
+                        }
                     }
-                    None => ok = false,
+                    frame::ref_inc(entry & PTE_ADDR);
+                    child_table[i].store(entry, Ordering::Relaxed);
+                    count += 1;
                 }
             });
         }
+        if narrowed > 0 {
+            super::tlb::flush_local();
+        }
         child.resident.store(count, Ordering::Relaxed);
-        self.flush.fetch_add(count, Ordering::AcqRel);
+        self.flush.fetch_add(narrowed, Ordering::AcqRel);
         ok.then_some(child)
     }
 }
@@ -1093,13 +1200,20 @@ pub fn fault_errno(f: Fault) -> Errno {
 impl Drop for AddressSpace {
     fn drop(&mut self) {
         self.write_back(0, USER_END);
-        // Only the areas' ranges: walking the whole lower half would read
-        // every entry of every table.
-        let ranges: Vec<(u64, u64)> = self.vmas.map.values().map(|a| (a.vma.start, a.vma.end)).collect();
-        for (start, end) in ranges {
-            self.release_pages(start, end);
+        // Nobody runs this space any more (a vCPU that ran it flushed its
+        // TLB when it loaded another CR3): free at once, without clearing
+        // entries of tables about to be freed. Only the areas' ranges are
+        // walked: the whole lower half would read every entry of every table.
+        for a in self.vmas.map.values() {
+            self.pt.for_each_leaf_table(a.vma.start, a.vma.end, |_, table, first, last| {
+                for e in &table[first..last] {
+                    let v = e.load(Ordering::Relaxed);
+                    if v & (PTE_P | PTE_PROTNONE) != 0 && frame::ref_dec(v & PTE_ADDR) == 0 {
+                        frame::free_frame(v & PTE_ADDR);
+                    }
+                }
+            });
         }
-        // Nobody runs this space any more: free at once.
         for pa in core::mem::take(&mut *self.deferred.lock()) {
             frame::free_frame(pa);
         }

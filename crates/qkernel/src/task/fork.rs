@@ -97,7 +97,7 @@ fn build(
             pp.mm.lock().clone()
         } else {
             let m = pp.mm.lock().clone();
-            let child = m.space.read().fork().ok_or(Errno::ENOMEM);
+            let child = m.space.write().fork().ok_or(Errno::ENOMEM);
             // The parent's writable pages became read-only: flush them everywhere.
             m.finish();
             Mm::from_space(child?)
