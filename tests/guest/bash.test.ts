@@ -17,7 +17,7 @@ const template = join(work, 'template');
 makeBashRoot(template);
 const ENV = ['PATH=/usr/local/bin:/usr/bin:/bin', 'HOME=/root', 'LANG=C'];
 const runsOf = scriptRunner({ template, scriptDir, shell: '/bin/bash', env: ENV, logDir: work });
-const SCRIPTS = ['lang', 'pipes'];
+const SCRIPTS = ['arrays-functions', 'substitution', 'pipes-sort', 'pipes-cat-ls'];
 
 test.after.always(() => removeTree(work));
 

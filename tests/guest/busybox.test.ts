@@ -190,22 +190,6 @@ const SCRIPTS: Script[] = [
       mount: compareMounts,
       df: compareDf,
     },
-    failing: {
-      // execve through a symbolic link (/bin/sleep -> /bin/busybox): the
-      // guest sets the command name from the resolved file ("busybox"),
-      // Linux from the path given to execve ("sleep"), so ps shows
-      // "{busybox} sleep 3" and /proc/self/status Name is "busybox", not "cat".
-      ps: 'comm after execve through a symlink',
-      // Also: Linux ends the Groups line with a space ("Groups:\t \n" with
-      // no supplementary groups); the guest prints "Groups:\t\n".
-      status: 'comm after execve through a symlink; Groups line without the trailing space',
-      // /proc/mounts names the root's source "rootfs", which df (busybox and
-      // coreutils alike) skips as the initramfs: df lists no "/" line.
-      df: 'root mount named rootfs',
-      // The first process was started as /bin/sh (-> /bin/busybox): its
-      // /proc/self/exe reads "/bin/sh", Linux reads "/bin/busybox".
-      '/proc/self': '/proc/self/exe of the first process is the unresolved path',
-    },
   },
 ];
 

@@ -226,6 +226,38 @@ fn alloc_cached(zero: Zero) -> Option<u64> {
     None
 }
 
+/// Up to `out.len()` known-zero frames for user memory (fault-around), from
+/// this vCPU's cache and one refill: never frames that would need zeroing,
+/// and none once memory comes near the kernel's reserve. Returns how many.
+pub fn alloc_user_zeroed(out: &mut [u64]) -> usize {
+    if LOW.load(Ordering::Relaxed) {
+        return 0;
+    }
+    let mut c = cache().lock();
+    if c.nzero < out.len() {
+        let mut f = FRAMES.lock();
+        note_free(&f);
+        while c.nzero < CACHE_ZERO {
+            let pa = match f.zeroed.pop() {
+                Some(pa) => pa,
+                None => match from_zero_pool(&mut f, 0) {
+                    Some(pa) => pa,
+                    None => break,
+                },
+            };
+            let n = c.nzero;
+            c.zero[n] = pa;
+            c.nzero += 1;
+        }
+    }
+    let n = out.len().min(c.nzero);
+    for slot in out[..n].iter_mut() {
+        c.nzero -= 1;
+        *slot = c.zero[c.nzero];
+    }
+    n
+}
+
 fn zero_frame(pa: u64) {
     // SAFETY: the frame was just allocated and is exclusively ours.
     unsafe { core::ptr::write_bytes(phys_to_virt(pa) as *mut u8, 0, PAGE_SIZE as usize) };

@@ -79,3 +79,11 @@ pub fn shootdown(mask: &AtomicU64) -> bool {
     }
     true
 }
+
+/// Makes every other vCPU drop its translations (of any address space) and
+/// waits until they have: for frames that must be freed at once.
+pub fn shootdown_all() {
+    let n = crate::boot::params().vcpu_count;
+    let all = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+    shootdown(&AtomicU64::new(all));
+}

@@ -79,19 +79,25 @@ fn vcpus() -> usize {
 }
 
 /// Chooses a vCPU for a task that becomes runnable: its previous one if
-/// idle, else the least loaded allowed one.
+/// idle, else another idle one, else the least loaded allowed one (queued
+/// tasks plus the running one), preferring the previous one on ties.
 fn place(t: &Task) -> usize {
     let allowed = t.affinity.load(Ordering::Relaxed);
     let prev = t.cpu.load(Ordering::Relaxed) as usize;
-    if prev < vcpus() && allowed & (1 << prev) != 0 && IDLE[prev].load(Ordering::Relaxed) {
+    let n = vcpus();
+    if prev < n && allowed & (1 << prev) != 0 && IDLE[prev].load(Ordering::Relaxed) {
         return prev;
     }
-    let mut best = if allowed & (1 << prev) != 0 && prev < vcpus() { prev } else { usize::MAX };
-    for (c, load) in LOAD.iter().enumerate().take(vcpus()) {
-        if allowed & (1 << c) == 0 {
+    let load = |c: usize| LOAD[c].load(Ordering::Relaxed) + !IDLE[c].load(Ordering::Relaxed) as usize;
+    let mut best = if prev < n && allowed & (1 << prev) != 0 { prev } else { usize::MAX };
+    for (c, idle) in IDLE.iter().enumerate().take(n) {
+        if allowed & (1 << c) == 0 || c == best {
             continue;
         }
-        if best == usize::MAX || load.load(Ordering::Relaxed) < LOAD[best].load(Ordering::Relaxed) {
+        if idle.load(Ordering::Relaxed) {
+            return c;
+        }
+        if best == usize::MAX || load(c) < load(best) {
             best = c;
         }
     }

@@ -1,4 +1,4 @@
-# bash with coreutils in pipes: sort, head, cut, uniq, tr, cat, ls, wc.
+# bash with coreutils in pipes: sort, head, cut, uniq, tr, seq.
 # Run as `/bin/bash /test.sh` natively (chroot) and in the sandbox; outputs must match.
 set -euo pipefail
 cd /tmp
@@ -7,6 +7,3 @@ echo '== sort | head'
 printf '%s\n' "${fruits[@]}" | sort | head -n 3
 echo '== seq | cut | sort | uniq | tr'
 seq 1 20 | cut -c1 | sort -n | uniq -c | tr -s ' '
-echo '== cat, ls | wc'
-cat <<< "here-string through cat"
-ls / | wc -l
