@@ -7,7 +7,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findSandboxBinary } from '@quark/quark';
-import { guestDir, Rootfs, runGuest, runNative } from './harness.js';
+import { compileC, guestDir, Rootfs, runGuest, runNative } from './harness.js';
 
 const work = mkdtempSync(join(tmpdir(), 'quark-files-'));
 const program = join(work, 'files');
@@ -56,4 +56,16 @@ test('a read-only root refuses writes with EROFS and still runs the program', as
   t.is(r.status, 1, r.stderr);
   t.regex(r.stdout, /FAIL line \d+: fd >= 0 \(errno Read-only file system\)/);
   t.deepEqual(readdirSync(join(guest.dir, 'tmp')), []);
+});
+
+test('poll, select, epoll (level, edge, oneshot) and eventfd over pipes match Linux', async (t) => {
+  const bin = compileC(join(guestDir, 'files', 'poll.c'), join(work, 'poll'));
+  const native = new Rootfs(bin);
+  const guest = new Rootfs(bin);
+  roots.push(native, guest);
+  const n = await runNative(native);
+  t.is(n.status, 0, n.stdout);
+  const g = await runGuest(guest);
+  t.is(g.stdout, n.stdout);
+  t.is(g.status, n.status);
 });

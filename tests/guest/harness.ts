@@ -43,6 +43,8 @@ export interface RunOptions {
   log?: string;
   statsFile?: string;
   id?: string;
+  /** `--net`: none (default), host or ns:PATH. */
+  net?: string;
 }
 
 function collect(
@@ -131,6 +133,7 @@ export function runGuest(root: Rootfs, o: RunOptions = {}): Promise<RunResult> {
   if (o.log) a.push('--log', o.log);
   if (o.statsFile) a.push('--stats-file', o.statsFile);
   if (o.id) a.push('--id', o.id);
+  if (o.net) a.push('--net', o.net);
   a.push('--', `/${root.name}`, ...(o.args ?? []));
   return collect(findSandboxBinary(), a, {}, o.stdin, o.timeoutMs ?? 60_000);
 }

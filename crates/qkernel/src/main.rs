@@ -18,6 +18,7 @@ pub mod loader;
 pub mod log;
 pub mod mem;
 pub mod mm;
+pub mod net;
 pub mod panic;
 pub mod random;
 pub mod selftest;

@@ -94,6 +94,8 @@ pub mod flags {
     pub const TEST_HOOKS: u64 = 1 << 3;
     /// The container root is served read-only (`--read-only`).
     pub const READ_ONLY_ROOT: u64 = 1 << 4;
+    /// Log every system call (`quark-sandbox --strace`).
+    pub const STRACE: u64 = 1 << 5;
 }
 
 /// Parameters the host writes at [`crate::layout::BOOT_PARAMS_PA`].

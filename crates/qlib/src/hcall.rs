@@ -79,6 +79,13 @@ pub enum Call {
     /// a millisecond per 32 bytes where supervisor code is emulated).
     /// `args[0]` = number of [`GuestIovec`]s in `data`. Returns bytes written.
     Random = 15,
+    /// A network request of the host socket service (`crate::hostnet`,
+    /// docs/hostnet.md). `args[0]` = guest-physical address of the request
+    /// message, `args[1]` = its length (at most `hostnet::MAX_REQUEST`),
+    /// `args[2]` = guest-physical address of the reply buffer, `args[3]` =
+    /// its capacity. Returns the reply's `ret`; `-EMSGSIZE` when the reply
+    /// does not fit.
+    Net = 20,
 }
 
 /// Operations of [`Call::Test`].
@@ -108,6 +115,7 @@ impl Call {
             13 => Call::Discard,
             14 => Call::HostFs,
             15 => Call::Random,
+            20 => Call::Net,
             _ => return None,
         })
     }

@@ -193,7 +193,25 @@ pub struct HostEvents {
     /// Signals to deliver to the sandbox's init (bit `n - 1` for signal `n`),
     /// forwarded by `quark run` / the runtime from outside the sandbox.
     pub signals: u64,
+    /// Socket readiness (docs/hostnet.md): 1 while the guest wants an
+    /// interrupt for the next events the host posts into the ring at
+    /// [`NET_EVENTS_OFFSET`]. The guest sets it before draining the ring; the
+    /// host swaps it to 0 after posting and kicks the guest when it was 1, so
+    /// there is at most one interrupt per drained batch.
+    pub net_armed: u64,
 }
+
+/// Offset, in the host-events page, of the shmq SPSC ring of
+/// `qlib::hostnet::Event`s (as `[u64; 2]`: handle, revents) that the VMM's
+/// notifier thread produces and the guest consumes.
+pub const NET_EVENTS_OFFSET: u64 = 256;
+/// Capacity of that ring (a power of two). The host holds back (and
+/// coalesces) what does not fit until the guest drains.
+pub const NET_EVENTS_CAPACITY: u32 = 128;
+/// Bytes of the ring region (shmq control block + slots).
+pub const NET_EVENTS_SIZE: u64 = 256 + NET_EVENTS_CAPACITY as u64 * 16;
+const _: () = assert!(NET_EVENTS_OFFSET + NET_EVENTS_SIZE <= PAGE_SIZE);
+const _: () = assert!(core::mem::size_of::<HostEvents>() as u64 <= NET_EVENTS_OFFSET);
 const _: () = assert!(KERNEL_VIRT_BASE + KERNEL_PHYS_BASE + KERNEL_MAX_SIZE > KERNEL_VIRT_BASE);
 const _: () = assert!(vcpu_area::TSS_IN_PERCPU + 0x68 <= 0x1000);
 

@@ -1,6 +1,6 @@
 //! quark-sandbox's command line.
 
-use crate::confine::NetMode;
+use crate::hostnet::netns::Mode as NetMode;
 use std::path::PathBuf;
 
 /// Default guest memory.
@@ -27,8 +27,12 @@ pub struct Config {
     pub stats_file: Option<PathBuf>,
     pub id: String,
     pub debug: bool,
+    /// Log every guest system call with its arguments and result.
+    pub strace: bool,
     pub check: bool,
     pub net: NetMode,
+    /// Most host sockets the guest may hold open (`--max-sockets`).
+    pub max_sockets: usize,
     pub hang_timeout_s: u64,
     pub test_hooks: bool,
     pub die_with_parent: bool,
@@ -55,11 +59,15 @@ Options:
   --hostname NAME      hostname inside the sandbox (default: the sandbox id)
   --user UID[:GID]     identity of the program (default 0:0)
   --pids-limit N       most tasks inside the sandbox (default 1024)
-  --net MODE           none (a fresh network namespace, default) or host
+  --net MODE           none (a fresh namespace with loopback only, default), host (the host's namespace,
+                       including services on its loopback) or ns:PATH (an existing namespace, e.g.
+                       /run/netns/NAME from `ip netns add`)
+  --max-sockets N      most host sockets (TCP/UDP) the sandbox may hold open (default 4096)
   --log FILE           append diagnostics of the VMM and guest kernel to FILE
   --stats-file FILE    append KVM and guest counters as JSON when the sandbox ends (benchmarks)
   --id ID              sandbox id (default: generated)
   --debug              verbose guest-kernel diagnostics in the log
+  --strace             log every guest system call (pid, name, arguments, result); slow
   --hang-timeout SECS  abort when a vCPU spends this long in the guest kernel without progress (default 10)
   --check              boot the guest, run its platform self-test, print facts as JSON, and exit
   --die-with-parent    end the sandbox (SIGKILL) when the process that started quark-sandbox dies
@@ -109,8 +117,10 @@ impl Config {
             stats_file: None,
             id: String::new(),
             debug: false,
+            strace: false,
             check: false,
             net: NetMode::None,
+            max_sockets: crate::hostnet::DEFAULT_MAX_SOCKETS,
             hang_timeout_s: DEFAULT_HANG_TIMEOUT_S,
             test_hooks: false,
             die_with_parent: false,
@@ -186,16 +196,20 @@ impl Config {
                 }
                 "--net" => {
                     let v = val(&mut i)?;
-                    c.net = match v.as_str() {
-                        "none" => NetMode::None,
-                        "host" => NetMode::Host,
-                        _ => return Err(format!("invalid --net {v:?}: use none or host")),
+                    c.net = NetMode::parse(&v).map_err(|e| e.to_string())?;
+                }
+                "--max-sockets" => {
+                    let v = val(&mut i)?;
+                    c.max_sockets = v.parse().map_err(|_| format!("invalid --max-sockets {v:?}"))?;
+                    if c.max_sockets == 0 || c.max_sockets > 1 << 20 {
+                        return Err("--max-sockets must be between 1 and 1048576".into());
                     }
                 }
                 "--log" => c.log = Some(PathBuf::from(val(&mut i)?)),
                 "--stats-file" => c.stats_file = Some(PathBuf::from(val(&mut i)?)),
                 "--id" => c.id = val(&mut i)?,
                 "--debug" => c.debug = true,
+                "--strace" => c.strace = true,
                 "--check" => c.check = true,
                 "--hang-timeout" => {
                     let v = val(&mut i)?;
@@ -270,6 +284,10 @@ mod tests {
         assert_eq!(c.argv, vec!["/bin/sh", "-c", "x"]);
         assert_eq!(c.cwd, "/");
         assert_eq!(c.net, NetMode::None);
+        let c = Config::parse(&args(&["--rootfs", "/r", "--net", "ns:/run/netns/x", "--", "x"])).unwrap();
+        assert_eq!(c.net, NetMode::Ns("/run/netns/x".into()));
+        let e = Config::parse(&args(&["--rootfs", "/r", "--net", "bridge", "--", "x"])).unwrap_err();
+        assert!(e.contains("ns:/path/to/netns"), "{e}");
     }
 
     #[test]

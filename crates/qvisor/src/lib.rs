@@ -15,6 +15,7 @@ pub mod kernel_image;
 pub mod kvm;
 pub mod log;
 pub mod memory;
+pub mod netevents;
 pub mod rootfs;
 pub mod sandbox;
 pub mod services;

@@ -183,15 +183,20 @@ fn run_vm(
     flavour: Flavour,
 ) -> Result<i32, String> {
     let t0 = sys::clock_ns(sys::CLOCK_MONOTONIC);
+    sys::single_malloc_arena();
     // A process group of its own: terminal signals reach the parent, which
     // forwards them exactly once (to the guest's init, through events.rs).
     // SAFETY: setpgid(0, 0) takes integers.
     let _ = unsafe { sys::syscall3(sys::nr::SETPGID, 0, 0, 0) };
     confine::die_with_parent().map_err(|e| e.to_string())?;
-    confine::unshare_namespaces(&cfg.net).map_err(|e| e.to_string())?;
+    confine::unshare_namespaces(cfg.net.unshares()).map_err(|e| e.to_string())?;
+    // The network namespace: joined or set up before any thread exists and
+    // while /proc and the namespace path are still reachable.
+    let prepared = crate::hostnet::netns::prepare(&cfg.net).map_err(|e| e.to_string())?;
     let root: OwnedFd = confine::isolate_filesystem(cfg.rootfs.as_deref(), cfg.readonly).map_err(|e| e.to_string())?;
     confine::set_hostname(cfg.hostname.as_bytes()).map_err(|e| e.to_string())?;
 
+    log.vmm("info", &format!("network: {:?} ({prepared:?})", cfg.net));
     log.vmm(
         "info",
         &format!("sandbox {} on a {} host, {} vCPU(s), {} MiB", cfg.id, flavour.name(), cfg.cpus, cfg.memory >> 20),
@@ -235,6 +240,9 @@ fn run_vm(
     }
     if cfg.readonly {
         flag_bits |= flags::READ_ONLY_ROOT;
+    }
+    if cfg.strace {
+        flag_bits |= flags::STRACE;
     }
     let params = BootParams {
         flags: flag_bits,
@@ -284,15 +292,22 @@ fn run_vm(
     // The file service gets its own descriptor of the root (the loader's
     // RootFs keeps the other). Constructed before the seccomp filter: it
     // calls fstat, fstatfs and umask.
-    let nofile = nofile_limit();
+    let nofile = nofile_limit(cfg.max_sockets);
     let hostfs_root =
         sys::dup_cloexec(root.as_raw_fd()).map_err(|e| format!("duplicating the root descriptor: {e:?}"))?;
-    let hostfs = crate::hostfs::HostFs::with_capacity(hostfs_root, cfg.readonly, (nofile as usize).saturating_sub(128))
-        .map_err(|e| e.to_string())?;
+    let hostfs = crate::hostfs::HostFs::with_capacity(
+        hostfs_root,
+        cfg.readonly,
+        (nofile as usize).saturating_sub(cfg.max_sockets + crate::hostnet::netns::NOFILE_RESERVE as usize),
+    )
+    .map_err(|e| e.to_string())?;
+    let net = crate::hostnet::HostNet::new(cfg.max_sockets)
+        .map_err(|e| format!("starting the socket service: {}", e.description()))?;
     let svc = Arc::new(Services {
         mem,
         rootfs: RootFs::new(root),
         hostfs,
+        net,
         log: log.clone(),
         kernel,
         hcall_pa: (0..cfg.cpus).map(|i| layout.hcall_pa(i)).collect(),
@@ -302,7 +317,7 @@ fn run_vm(
         vcpu_tids: (0..n).map(|_| AtomicI32::new(0)).collect(),
         sample_requested: (0..n).map(|_| AtomicBool::new(false)).collect(),
         samples: (0..n).map(|_| Mutex::new(Sample::default())).collect(),
-        ready: Barrier::new(n + 1),
+        ready: Barrier::new(n + 2),
         check_report: Mutex::new(None),
         test_hooks: cfg.test_hooks,
         hostq_doorbell: relay,
@@ -333,9 +348,29 @@ fn run_vm(
         .collect::<Result<_, _>>()
         .map_err(|e| format!("starting vCPU threads: {e}"))?;
 
-    // Wait until every vCPU thread has finished the C library's thread
-    // start-up (rseq and robust-list registration are not in the filter).
-    while svc.vcpu_tids.iter().any(|t| t.load(Ordering::SeqCst) == 0) {
+    // The socket readiness thread (docs/hostnet.md): posts host socket
+    // events into the guest's ring; started before the filter (no thread
+    // creation after it), released with the vCPUs.
+    let net_events = crate::netevents::NetEvents::init(
+        svc.mem.check(crate::netevents::page_pa(), qlib::layout::PAGE_SIZE).map_err(|e| e.to_string())?,
+    )?;
+    let net_tid = Arc::new(AtomicI32::new(0));
+    let net_thread = {
+        let s = svc.clone();
+        let started = net_tid.clone();
+        std::thread::Builder::new()
+            .name("net-events".into())
+            .stack_size(256 << 10)
+            .spawn(move || {
+                started.store(sys::gettid(), Ordering::SeqCst);
+                s.ready.wait();
+                net_events.run(&s.net, &s.stopping, crate::events::kick_guest);
+            })
+            .map_err(|e| format!("starting the socket events thread: {e}"))?
+    };
+    // Wait until every thread has finished the C library's thread start-up
+    // (rseq and robust-list registration are not in the filter).
+    while net_tid.load(Ordering::SeqCst) == 0 || svc.vcpu_tids.iter().any(|t| t.load(Ordering::SeqCst) == 0) {
         std::thread::sleep(Duration::from_micros(20));
     }
     // Confinement completes before any guest instruction: the vCPU threads
@@ -358,6 +393,9 @@ fn run_vm(
     for t in threads {
         let _ = t.join();
     }
+    // The events thread sleeps in epoll_wait: the kick signal ends it.
+    let _ = sys::tgkill(pid, net_tid.load(Ordering::SeqCst), KICK_SIGNAL);
+    let _ = net_thread.join();
     let c = &hostq.counters;
     svc_log.vmm(
         "info",
@@ -495,12 +533,17 @@ fn report_exit(how: &SandboxExit, cfg: &Config, flavour: Flavour, log: &Log) -> 
     }
 }
 
-/// The descriptor limit of the confined VMM: room for the file service's
-/// handles (one host descriptor each) within the hard limit we were given
-/// (raising it needs CAP_SYS_RESOURCE, which the VMM does not keep).
-fn nofile_limit() -> u64 {
-    let hard = sys::nofile_hard_limit().unwrap_or(1024);
-    hard.min(crate::hostfs::DEFAULT_MAX_HANDLES as u64 + 128).max(256)
+/// The descriptor limit of the confined VMM: room for the host sockets
+/// (`max_sockets`, one descriptor each), the file service's handles and the
+/// VMM's own descriptors. Raised (soft and hard) while the VMM still holds
+/// CAP_SYS_RESOURCE, never beyond `fs.nr_open`; without the capability it
+/// stays within the hard limit we were given.
+fn nofile_limit(max_sockets: usize) -> u64 {
+    let want = crate::hostnet::netns::nofile_needed(max_sockets, crate::hostfs::DEFAULT_MAX_HANDLES);
+    match crate::hostnet::netns::raise_nofile(want) {
+        Ok(l) => l.min(want).max(256),
+        Err(_) => sys::nofile_hard_limit().unwrap_or(1024).min(want).max(256),
+    }
 }
 
 impl Services {

@@ -46,6 +46,8 @@ pub struct Services {
     pub rootfs: RootFs,
     /// The guest's file service over the container root (docs/hostfs.md).
     pub hostfs: crate::hostfs::HostFs,
+    /// The guest's host sockets (docs/hostnet.md).
+    pub net: crate::hostnet::HostNet,
     pub log: Log,
     pub kernel: KernelImage,
     pub hcall_pa: Vec<u64>,
@@ -64,6 +66,12 @@ pub struct Services {
     /// The hostq doorbell, when the vCPU threads must relay it (KVM without
     /// ioeventfd); None when KVM signals it directly.
     pub hostq_doorbell: Option<shmq::host::EventFd>,
+}
+
+thread_local! {
+    /// Per-vCPU-thread buffers of `Call::Net` (request copy, reply).
+    static NET_BUFS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
+        std::cell::RefCell::new((Vec::with_capacity(4096), Vec::with_capacity(4096)));
 }
 
 fn errno_ret(e: Errno) -> i64 {
@@ -286,6 +294,7 @@ impl Services {
                 }
                 i64::from_le_bytes([resp[0], resp[1], resp[2], resp[3], resp[4], resp[5], resp[6], resp[7]])
             }
+            Some(Call::Net) => self.net_call(&args),
             Some(Call::TtyIoctl) => self.tty_ioctl(args[0], args[1], data_at),
             Some(Call::Test) => self.test_call(args[0]),
             Some(Call::Discard) => match self.read_iovecs(page, args[0]) {
@@ -342,6 +351,34 @@ impl Services {
         self.reply(ret_at, ret)
     }
 
+    /// `Call::Net`: copies the request out of guest memory once, serves it,
+    /// writes the reply into the guest's buffer.
+    fn net_call(&self, args: &[u64; 8]) -> i64 {
+        let (req_at, req_len, reply_at, reply_cap) = (args[0], args[1] as usize, args[2], args[3] as usize);
+        if !(qlib::hostnet::REQUEST_SIZE..=qlib::hostnet::MAX_REQUEST).contains(&req_len) {
+            return errno_ret(Errno::EINVAL);
+        }
+        NET_BUFS.with(|b| {
+            let (req, out) = &mut *b.borrow_mut();
+            req.resize(req_len, 0);
+            if self.mem.read(req_at, req).is_err() {
+                return errno_ret(Errno::EFAULT);
+            }
+            out.clear();
+            self.net.call(&self.mem, req, out);
+            if out.len() < qlib::hostnet::REPLY_SIZE {
+                return errno_ret(Errno::EIO);
+            }
+            if out.len() > reply_cap {
+                return errno_ret(Errno::EMSGSIZE);
+            }
+            if self.mem.write(reply_at, out).is_err() {
+                return errno_ret(Errno::EFAULT);
+            }
+            i64::from_le_bytes([out[0], out[1], out[2], out[3], out[4], out[5], out[6], out[7]])
+        })
+    }
+
     /// Test-only behaviours, refused unless the sandbox runs with test hooks.
     fn test_call(&self, op: u64) -> i64 {
         if !self.test_hooks {
@@ -349,11 +386,14 @@ impl Services {
         }
         match op {
             hcall::test_op::FORBIDDEN_SYSCALL => {
-                self.log.vmm("warn", "test hook: making a host system call the seccomp filter forbids (socket)");
-                // SAFETY: socket() takes integers; the filter should kill us here.
-                match unsafe { sys::syscall3(sys::nr::SOCKET, 2, 1, 0) } {
-                    Ok(fd) => {
-                        drop(sys::owned(fd));
+                self.log.vmm("warn", "test hook: making a host system call the seccomp filter forbids (socketpair)");
+                let mut fds = [0i32; 2];
+                // SAFETY: socketpair(AF_UNIX, SOCK_STREAM, 0, fds) writes two ints
+                // into `fds`; the filter should kill us here.
+                match unsafe { sys::syscall6(sys::nr::SOCKETPAIR, 1, 1, 0, fds.as_mut_ptr() as u64, 0, 0) } {
+                    Ok(_) => {
+                        drop(sys::owned(fds[0] as u64));
+                        drop(sys::owned(fds[1] as u64));
                         0
                     }
                     Err(e) => errno_ret(e),

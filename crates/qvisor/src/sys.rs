@@ -327,3 +327,18 @@ pub fn nofile_hard_limit() -> Result<u64, Errno> {
     unsafe { syscall6(nr::PRLIMIT64, 0, RLIMIT_NOFILE, 0, lim.as_mut_ptr() as u64, 0, 0) }?;
     Ok(lim[1])
 }
+
+unsafe extern "C" {
+    fn mallopt(param: i32, value: i32) -> i32;
+}
+
+/// Makes every thread allocate from glibc's main arena. Threads' own arenas
+/// read `/proc/sys/vm/overcommit_memory` the first time they shrink, an
+/// `openat` the seccomp filter kills (the socket service's netlink replies
+/// are large enough to trigger it on a vCPU thread).
+pub fn single_malloc_arena() {
+    const M_ARENA_MAX: i32 = -8;
+    // SAFETY: mallopt takes integers and only adjusts allocator tunables;
+    // called before any other thread exists.
+    unsafe { mallopt(M_ARENA_MAX, 1) };
+}

@@ -5,6 +5,9 @@ import { accessSync, constants as fsConstants } from 'node:fs';
 import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+/** `--net`: a fresh namespace, the host's, or an existing one (`ns:/run/netns/NAME`). */
+export type NetMode = 'none' | 'host' | `ns:/${string}`;
+
 /** Docker's default PATH, set when the caller's environment has none. */
 export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -23,7 +26,7 @@ export interface SandboxOptions {
   hostname?: string;
   user?: string;
   pidsLimit?: number;
-  net?: 'none' | 'host';
+  net?: NetMode;
   log?: string;
   statsFile?: string;
   id?: string;

@@ -137,6 +137,48 @@ int main(int argc, char **argv) {
   printf("child said: %s", buf);
   printf("child exit %d\n", WEXITSTATUS(status));
   CHECK(unlink("/tmp/s.sh") == 0);
+  // copy_file_range and splice through a pipe.
+  int in = open("/tmp/d/renamed", O_RDONLY), out = open("/tmp/copy", O_CREAT | O_WRONLY, 0644);
+  CHECK(in >= 0 && out >= 0);
+  loff_t o = 1;
+  CHECK(copy_file_range(in, &o, out, NULL, 100, 0) == 4 && o == 5);
+  int q[2];
+  CHECK(pipe(q) == 0);
+  CHECK(splice(in, NULL, q[1], NULL, 3, 0) == 3);
+  CHECK(splice(q[0], NULL, out, NULL, 3, 0) == 3);
+  close(in);
+  close(out);
+  memset(buf, 0, sizeof buf);
+  in = open("/tmp/copy", O_RDONLY);
+  CHECK(read(in, buf, sizeof buf) == 7);
+  printf("copied: %s\n", buf);
+  CHECK(unlink("/tmp/copy") == 0);
+  // A shared writable mapping of a file: a forked child's stores are seen
+  // by the parent, and msync/munmap/exit write them to the file.
+  int sf = open("/tmp/shared", O_CREAT | O_RDWR, 0644);
+  CHECK(sf >= 0 && ftruncate(sf, 8192) == 0);
+  char *sm = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, sf, 0);
+  CHECK(sm != MAP_FAILED);
+  memcpy(sm, "parent", 6);
+  pid_t sc = fork();
+  if (sc == 0) {
+    memcpy(sm + 4096, "child", 5);
+    _exit(0);
+  }
+  CHECK(waitpid(sc, NULL, 0) == sc);
+  printf("parent sees: %.5s\n", sm + 4096);
+  CHECK(msync(sm, 8192, MS_SYNC) == 0);
+  memset(buf, 0, sizeof buf);
+  CHECK(pread(sf, buf, 6, 0) == 6);
+  printf("after msync: %s\n", buf);
+  memcpy(sm + 100, "unmapped", 8);
+  CHECK(munmap(sm, 8192) == 0);
+  memset(buf, 0, sizeof buf);
+  CHECK(pread(sf, buf, 8, 100) == 8);
+  printf("after munmap: %s\n", buf);
+  CHECK(fstat(sf, &st) == 0 && st.st_size == 8192);
+  close(sf);
+  CHECK(unlink("/tmp/shared") == 0);
   list("/tmp");
   return 0;
 }

@@ -102,6 +102,9 @@ pub struct HostInode {
     parent: Option<(Arc<HostInode>, Vec<u8>)>,
     ino: u64,
     kind: FileType,
+    /// Mode, uid and gid from the last stat (for walks' permission checks;
+    /// chmod/chown through the guest update it).
+    perm: crate::sync::SpinLock<(u32, u32, u32)>,
     /// Ourselves, for children's parent links.
     me: Weak<HostInode>,
 }
@@ -124,6 +127,7 @@ pub fn init(readonly: bool) -> Result<(), Errno> {
         parent: None,
         ino: st.st_ino,
         kind: FileType::Directory,
+        perm: crate::sync::SpinLock::new((st.st_mode, st.st_uid, st.st_gid)),
         me: me.clone(),
     });
     READONLY.store(readonly as u64, Ordering::Relaxed);
@@ -160,6 +164,7 @@ impl HostInode {
             parent: Some((parent, name.to_vec())),
             ino: st.st_ino,
             kind: FileType::from_mode(st.st_mode),
+            perm: crate::sync::SpinLock::new((st.st_mode, st.st_uid, st.st_gid)),
             me: me.clone(),
         }))
     }
@@ -202,7 +207,14 @@ impl Inode for HostInode {
 
     fn stat(&self) -> Result<Stat, Errno> {
         call_ok(build::stat(self.handle, page_pa(STAT_AT)))?;
-        Ok(page_stat())
+        let st = page_stat();
+        *self.perm.lock() = (st.st_mode, st.st_uid, st.st_gid);
+        Ok(st)
+    }
+
+    fn perm(&self) -> Result<Stat, Errno> {
+        let (mode, uid, gid) = *self.perm.lock();
+        Ok(Stat { st_ino: self.ino, st_mode: mode, st_uid: uid, st_gid: gid, ..Stat::default() })
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -311,6 +323,9 @@ impl Inode for HostInode {
         if a.atime.is_some() || a.mtime.is_some() {
             call_ok(build::utimens(self.handle, GuestStr::default(), ts(a.atime), ts(a.mtime)))?;
         }
+        if a.mode.is_some() || a.uid.is_some() || a.gid.is_some() {
+            let _ = self.stat();
+        }
         Ok(())
     }
 
@@ -395,6 +410,12 @@ impl HostFile {
     /// loader and file mappings).
     pub fn read_frames(&self, offset: u64, iovs: &[GuestIovec]) -> Result<u64, Errno> {
         self.transfer(offset, iovs, false).map(|r| r.0)
+    }
+
+    /// Writes guest frames to the host file at `offset` (write-back of
+    /// shared mappings).
+    pub fn write_frames(&self, offset: u64, iovs: &[GuestIovec]) -> Result<u64, Errno> {
+        self.transfer(offset, iovs, true).map(|r| r.0)
     }
 
     fn rw(&self, f: &File, buf: &mut IoBuf, offset: u64, write: bool) -> Result<usize, Errno> {

@@ -9,6 +9,7 @@
 
 pub mod dentry;
 pub mod devfs;
+pub mod eventfd;
 pub mod file;
 pub mod hostfs;
 pub mod iobuf;
@@ -17,7 +18,9 @@ pub mod path;
 pub mod pipe;
 pub mod poll;
 pub mod procfs;
+pub mod signalfd;
 pub mod stdio;
+pub mod timerfd;
 pub mod tmpfs;
 pub mod vfs;
 
@@ -160,6 +163,11 @@ pub trait Inode: Send + Sync {
     /// For downcasting (rename/link need both ends on the same file system).
     fn as_any(&self) -> &dyn Any;
 
+    /// Mode, owner and group for permission checks on path walks (hostfs
+    /// answers from what it learned at lookup, without a host call).
+    fn perm(&self) -> Result<Stat, Errno> {
+        self.stat()
+    }
     /// Whether cached lookups below this directory are still trusted
     /// (hostfs revalidates entries the host may change behind our back).
     fn revalidate(&self, _name: &[u8], _child: &InodeRef) -> bool {
@@ -253,17 +261,82 @@ pub trait FileOps: Send + Sync {
     }
     /// Called when the last descriptor for the file is closed.
     fn release(&self, _f: &File) {}
-    /// Attributes of files without an inode (stdio, anonymous files).
-    fn stat(&self, _f: &File) -> Result<Stat, Errno> {
-        Err(Errno::EBADF)
+    /// Attributes of files without an inode (stdio, anonymous files): by
+    /// default those of Linux's anonymous inodes (mode 0600, no file type).
+    fn stat(&self, f: &File) -> Result<Stat, Errno> {
+        let c = crate::task::process().creds.lock().clone();
+        Ok(Stat {
+            st_dev: 0xe,
+            st_ino: anon_ino(f),
+            st_nlink: 1,
+            st_mode: 0o600,
+            st_uid: c.euid,
+            st_gid: c.egid,
+            st_blksize: 4096,
+            ..Stat::default()
+        })
     }
     /// The host file behind this description (loader, file mappings).
     fn host_file(&self) -> Option<&hostfs::HostFile> {
         None
     }
+    /// What /proc/<pid>/fd shows for a file without a path.
+    fn anon_name(&self) -> &'static str {
+        "anon_inode:[unknown]"
+    }
+    /// The signalfd behind this description.
+    fn signalfd(&self) -> Option<&signalfd::SignalFd> {
+        None
+    }
+    /// The timer behind a timerfd.
+    fn timerfd(&self) -> Option<&Arc<timerfd::TimerFd>> {
+        None
+    }
     /// The epoll instance behind this description (epoll_ctl nesting checks).
     fn as_epoll(&self) -> Option<&poll::Epoll> {
         None
+    }
+    /// The socket behind this description (socket system calls; ENOTSOCK
+    /// otherwise).
+    fn as_socket(&self) -> Option<&Arc<dyn crate::net::Socket>> {
+        None
+    }
+}
+
+/// An open file with no name (a pipe, stdio, an eventfd...) reached
+/// through /proc/<pid>/fd/<n>: opening it opens the same object.
+pub struct AnonInode {
+    file: Arc<File>,
+    ino: u64,
+}
+
+impl AnonInode {
+    /// Wraps an open file.
+    pub fn new(file: Arc<File>) -> AnonInode {
+        AnonInode { ino: anon_ino(&file), file }
+    }
+}
+
+/// A stable number for an open file without an inode.
+pub fn anon_ino(f: &File) -> u64 {
+    (Arc::as_ptr(&f.ops) as *const u8 as u64 >> 4) & 0xffff_ffff
+}
+
+impl Inode for AnonInode {
+    fn ino(&self) -> u64 {
+        self.ino
+    }
+    fn file_type(&self) -> FileType {
+        FileType::Fifo
+    }
+    fn stat(&self) -> Result<Stat, Errno> {
+        self.file.ops.stat(&self.file)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn open(self: Arc<Self>, _flags: u32) -> Result<Arc<dyn FileOps>, Errno> {
+        Ok(self.file.ops.clone())
     }
 }
 

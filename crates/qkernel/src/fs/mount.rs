@@ -126,7 +126,8 @@ pub fn init() {
         parent: None,
         flags: SpinLock::new(if readonly { flags::RDONLY } else { 0 }),
         fstype: "hostfs",
-        source: b"rootfs".to_vec(),
+        // Not "rootfs": df and friends skip that name (the initramfs).
+        source: b"hostfs".to_vec(),
         id: next_id(),
     });
     // SAFETY: boot vCPU, before any process exists.
@@ -134,12 +135,22 @@ pub fn init() {
     MOUNTS.lock().push(m);
     let root = root_path();
     let nosuid = flags::NOSUID | flags::NODEV | flags::NOEXEC;
+    // Mount points the image lacks are created, as OCI runtimes do: on the
+    // host when the root is writable (so they show in listings), otherwise
+    // as a directory known only to the guest's name cache.
+    let creds = crate::task::Creds::initial(0, 0);
     let dir = |name: &[u8]| -> Option<Path> {
-        let d = root.dentry.child(name).ok()?;
+        let d = match root.dentry.child(name) {
+            Ok(d) => d,
+            Err(Errno::ENOENT) => {
+                let made = if readonly { None } else { root.dentry.inode.mkdir(name, 0o755, &creds).ok() };
+                let inode = made.unwrap_or_else(|| tmpfs::new_dir(0o555));
+                root.dentry.insert(name, inode)
+            }
+            Err(_) => return None,
+        };
         (d.inode.file_type() == super::FileType::Directory).then(|| Path { mnt: root.mnt.clone(), dentry: d })
     };
-    // Mount points that an image lacks are provided by a tmpfs overlay of
-    // the root's top level: we mount only where the directory exists.
     if let Some(p) = dir(b"proc") {
         let _ = mount_at(&p, procfs::root(), "proc", b"proc", nosuid);
     }

@@ -151,7 +151,7 @@ fn resolve_inner(
         if cur.dentry.inode.file_type() != FileType::Directory {
             return Err(Errno::ENOTDIR);
         }
-        may_access(&cur.dentry.inode.stat()?, c, MAY_EXEC)?;
+        may_access(&cur.dentry.inode.perm()?, c, MAY_EXEC)?;
         if comp == b"." {
             continue;
         }
@@ -168,6 +168,19 @@ fn resolve_inner(
             *links += 1;
             if *links > MAX_SYMLINKS {
                 return Err(Errno::ELOOP);
+            }
+            // /proc magic links lead to the object itself, not to their text.
+            if let Some(m) = next.dentry.inode.magic_target() {
+                cur = match m {
+                    super::Magic::Path(p) => p,
+                    super::Magic::File(f) => match &f.path {
+                        Some(p) => p.clone(),
+                        None => {
+                            Path { mnt: next.mnt.clone(), dentry: Dentry::root(Arc::new(super::AnonInode::new(f))) }
+                        }
+                    },
+                };
+                continue;
             }
             let target = next.dentry.inode.readlink()?;
             cur = resolve_inner(root, &cur, &target, Follow::Yes, c, links)?;

@@ -115,6 +115,24 @@ pub struct PipeEnd {
 }
 
 impl FileOps for PipeEnd {
+    fn stat(&self, f: &File) -> Result<qlib::linux::types::Stat, Errno> {
+        let c = crate::task::process().creds.lock().clone();
+        Ok(qlib::linux::types::Stat {
+            st_dev: 0xd,
+            st_ino: super::anon_ino(f),
+            st_nlink: 1,
+            st_mode: qlib::linux::consts::mode::S_IFIFO | 0o600,
+            st_uid: c.euid,
+            st_gid: c.egid,
+            st_blksize: 4096,
+            ..Default::default()
+        })
+    }
+
+    fn anon_name(&self) -> &'static str {
+        "pipe"
+    }
+
     fn read(&self, f: &File, buf: &mut IoBuf, _offset: u64) -> Result<usize, Errno> {
         if self.writer {
             return Err(Errno::EBADF);

@@ -204,6 +204,21 @@ impl Epoll {
         out
     }
 
+    /// Whether some item is ready, without consuming anything (an epoll
+    /// file polled by poll or another epoll).
+    fn any_ready(&self) -> bool {
+        let candidates: Vec<Key> = self.ready.lock().iter().copied().collect();
+        let items = self.items.lock();
+        candidates.iter().any(|k| {
+            items.get(k).is_some_and(|it| {
+                !it.disabled
+                    && it.file.upgrade().is_some_and(|f| {
+                        revents(&f, it.events & !(EPOLLET | EPOLLONESHOT | EPOLLEXCLUSIVE | EPOLLWAKEUP)) != 0
+                    })
+            })
+        })
+    }
+
     fn unqueue(&self, k: Key) {
         self.queued.lock().remove(&k);
         self.ready.lock().retain(|x| *x != k);
@@ -246,6 +261,10 @@ impl Drop for Epoll {
 pub struct EpollFile(pub Arc<Epoll>);
 
 impl FileOps for EpollFile {
+    fn anon_name(&self) -> &'static str {
+        "anon_inode:[eventpoll]"
+    }
+
     fn read(&self, _f: &File, _b: &mut IoBuf, _o: u64) -> Result<usize, Errno> {
         Err(Errno::EINVAL)
     }
@@ -255,7 +274,7 @@ impl FileOps for EpollFile {
     }
 
     fn poll(&self, _f: &File) -> u32 {
-        if self.0.collect(1).is_empty() {
+        if !self.0.any_ready() {
             0
         } else {
             POLLIN | POLLRDNORM

@@ -49,6 +49,27 @@ impl Text {
         self.0.extend_from_slice(&b[16 - k..]);
         self
     }
+    /// Octal, zero-padded to `width` digits.
+    pub fn o(&mut self, v: u64, width: usize) -> &mut Self {
+        let mut digits = [0u8; 22];
+        let mut k = 0;
+        let mut x = v;
+        loop {
+            digits[k] = b'0' + (x & 7) as u8;
+            k += 1;
+            x >>= 3;
+            if x == 0 {
+                break;
+            }
+        }
+        for _ in k..width {
+            self.0.push(b'0');
+        }
+        for i in (0..k).rev() {
+            self.0.push(digits[i]);
+        }
+        self
+    }
     /// Right-aligned decimal in `width` columns.
     pub fn padn(&mut self, v: u64, width: usize) -> &mut Self {
         let mut b = [0u8; 20];
@@ -206,6 +227,8 @@ impl ProcInode {
         match &self.node {
             Node::Root | Node::Pid(_) | Node::Fds(_) | Node::Tasks(_) | Node::Dir(_) => S_IFDIR | 0o555,
             Node::PidFile(_, PidFile::Fdinfo) => S_IFDIR | 0o500,
+            // fdinfo entries (the pid carries the fdinfo bit).
+            Node::Fd(p, _) if *p & 0x8000_0000 != 0 => S_IFREG | 0o400,
             Node::SelfLink | Node::ThreadSelf | Node::Fd(_, _) | Node::SysLink(_) => S_IFLNK | 0o777,
             Node::PidFile(_, PidFile::Exe | PidFile::Cwd | PidFile::Root) => S_IFLNK | 0o777,
             Node::PidFile(_, PidFile::Environ) => S_IFREG | 0o400,
@@ -216,7 +239,7 @@ impl ProcInode {
 
     fn owner(&self) -> (u32, u32) {
         let pid = match &self.node {
-            Node::Pid(p) | Node::PidFile(p, _) | Node::Fds(p) | Node::Fd(p, _) | Node::Tasks(p) => *p,
+            Node::Pid(p) | Node::PidFile(p, _) | Node::Fds(p) | Node::Fd(p, _) | Node::Tasks(p) => *p & 0x7fff_ffff,
             _ => return (0, 0),
         };
         match pid::process(pid) {
@@ -372,13 +395,19 @@ impl Inode for ProcInode {
             }
             Node::SysLink(t) => Ok(t.to_vec()),
             Node::PidFile(p, PidFile::Exe) => Ok(process(*p)?.exe.lock().clone()),
+            // Seen from the reader's root, as Linux's d_path.
             Node::PidFile(p, PidFile::Cwd) => {
                 let pr = process(*p)?;
-                let fs = pr.fs.lock().clone();
-                let f = fs.lock();
-                Ok(f.cwd.absolute(&f.root))
+                let cwd = pr.fs.lock().lock().cwd.clone();
+                let mine = me.process.fs.lock().lock().root.clone();
+                Ok(cwd.absolute(&mine))
             }
-            Node::PidFile(_, PidFile::Root) => Ok(b"/".to_vec()),
+            Node::PidFile(p, PidFile::Root) => {
+                let pr = process(*p)?;
+                let root = pr.fs.lock().lock().root.clone();
+                let mine = me.process.fs.lock().lock().root.clone();
+                Ok(root.absolute(&mine))
+            }
             Node::Fd(p, fd) => {
                 let files = process(*p)?.files.lock().clone();
                 let file = files.lock().get(*fd).map_err(|_| Errno::ENOENT)?;
@@ -507,7 +536,10 @@ pub fn describe(f: &File) -> Vec<u8> {
         Some(i) if i.file_type() == FileType::Fifo => t.s(b"pipe:[").n(i.ino()).s(b"]"),
         Some(i) if i.file_type() == FileType::Socket => t.s(b"socket:[").n(i.ino()).s(b"]"),
         Some(i) => t.s(b"anon_inode:[").n(i.ino()).s(b"]"),
-        None => t.s(b"anon_inode:[unknown]"),
+        None => match f.ops.anon_name() {
+            "pipe" => t.s(b"pipe:[").n(super::anon_ino(f)).s(b"]"),
+            name => t.s(name.as_bytes()),
+        },
     };
     t.0
 }
@@ -754,7 +786,7 @@ fn pid_file(p: &Arc<Process>, f: PidFile) -> Result<Vec<u8>, Errno> {
                 (ign, cgt)
             };
             t.s(b"Name:\t").s(comm).nl();
-            t.s(b"Umask:\t").x(p.fs.lock().lock().umask as u64, 4).nl();
+            t.s(b"Umask:\t").o(p.fs.lock().lock().umask as u64, 4).nl();
             t.s(b"State:\t").s(state).nl();
             t.s(b"Tgid:\t").n(p.pid as u64).nl();
             t.s(b"Ngid:\t0\n");
@@ -780,10 +812,14 @@ fn pid_file(p: &Arc<Process>, f: PidFile) -> Result<Vec<u8>, Errno> {
                 .n(c.fsgid as u64)
                 .nl();
             t.s(b"FDSize:\t64\nGroups:\t");
-            for g in &c.groups {
-                t.n(*g as u64).s(b" ");
+            for (i, g) in c.groups.iter().enumerate() {
+                if i > 0 {
+                    t.s(b" ");
+                }
+                t.n(*g as u64);
             }
-            t.nl();
+            // Linux ends the line with a space, groups or not.
+            t.s(b" ").nl();
             t.s(b"VmSize:\t").padn(vsize, 8).s(b" kB\n");
             t.s(b"VmRSS:\t").padn(rss, 8).s(b" kB\n");
             t.s(b"Threads:\t").n(p.threads.lock().len() as u64).nl();

@@ -61,6 +61,14 @@ fn transfer(fd: u8, buf: &mut IoBuf, write: bool) -> Result<usize, Errno> {
 }
 
 impl FileOps for Stdio {
+    fn stat(&self, _f: &File) -> Result<qlib::linux::types::Stat, Errno> {
+        stat(self.fd)
+    }
+
+    fn anon_name(&self) -> &'static str {
+        "pipe"
+    }
+
     fn read(&self, _f: &File, buf: &mut IoBuf, _offset: u64) -> Result<usize, Errno> {
         if self.fd != 0 {
             return Err(Errno::EBADF);

@@ -45,6 +45,13 @@ pub fn initial_context(cwd: &[u8], creds: &Creds) -> FsRef {
     Arc::new(SpinLock::new(FsContext { root, cwd, umask: 0o022 }))
 }
 
+/// A snapshot of a context, not shared (for long resolutions such as
+/// execve, which must not hold the context's lock).
+pub fn copy_context(r: &FsRef) -> FsContext {
+    let c = r.lock();
+    FsContext { root: c.root.clone(), cwd: c.cwd.clone(), umask: c.umask }
+}
+
 /// A copy of a context (fork without CLONE_FS).
 pub fn clone_context(r: &FsRef) -> FsRef {
     let c = r.lock();
@@ -155,6 +162,9 @@ pub fn open_path(p: &Path, flags: u32, creds: &Creds) -> Result<Arc<File>, Errno
     may_access(&st, creds, mask)?;
     if want_write && kind == FileType::Regular {
         check_writable_mount(p)?;
+        if is_running_program(&inode) {
+            return Err(Errno::ETXTBSY);
+        }
     }
     let ops: Arc<dyn FileOps> = match kind {
         FileType::CharDev | FileType::BlockDev => {
@@ -177,6 +187,18 @@ pub fn open_path(p: &Path, flags: u32, creds: &Creds) -> Result<Arc<File>, Errno
     Ok(File::new(ops, Some(inode), Some(p.clone()), keep))
 }
 
+/// True when some process is running the program in `inode`.
+fn is_running_program(inode: &super::InodeRef) -> bool {
+    let ino = inode.ino();
+    let data = Arc::as_ptr(inode) as *const u8;
+    crate::task::pid::processes().iter().any(|p| {
+        p.exe_file.lock().as_ref().and_then(|f| f.inode.as_ref()).is_some_and(|i| {
+            core::ptr::eq(Arc::as_ptr(i) as *const u8, data)
+                || (i.ino() == ino && i.as_any().type_id() == inode.as_any().type_id())
+        })
+    })
+}
+
 /// openat(2).
 pub fn openat(dirfd: i64, path: &[u8], flags: u32, mode: u32) -> Result<Arc<File>, Errno> {
     let creds = task::process().creds.lock().clone();
@@ -186,6 +208,11 @@ pub fn openat(dirfd: i64, path: &[u8], flags: u32, mode: u32) -> Result<Arc<File
     }
     let start = if path[0] == b'/' { root.clone() } else { dir_of(dirfd, &cwd)? };
     let nofollow = flags & O_NOFOLLOW as u32 != 0;
+    // O_TMPFILE (which includes O_DIRECTORY): no file system here offers
+    // unnamed files yet; callers such as glibc's tmpfile() fall back.
+    if flags & 0o20000000 != 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
     if flags & O_CREAT as u32 != 0 && flags & O_PATH as u32 == 0 {
         if flags & O_DIRECTORY as u32 != 0 {
             return Err(Errno::EINVAL);

@@ -29,6 +29,16 @@ pub const MMAP_MIN_ADDR: u64 = 0x10000;
 /// How far below a grows-down area a fault may extend it (Linux's stack guard gap).
 pub const STACK_GUARD_GAP: u64 = 256 * PAGE_SIZE;
 
+/// A shared writable mapping of a host file: `[start, end)` holds the
+/// file's bytes from `off`.
+#[derive(Clone)]
+pub struct WriteBack {
+    pub start: u64,
+    pub end: u64,
+    pub off: u64,
+    pub file: alloc::sync::Arc<crate::fs::file::File>,
+}
+
 /// What backs a VMA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backing {
@@ -138,19 +148,38 @@ impl ShmRef {
     }
 }
 
-/// A VMA and, for shared anonymous memory, its object.
+/// The file behind a private file mapping: pages are read from it on first
+/// touch (then behave like anonymous memory: copied on write, shared
+/// copy-on-write across fork).
+#[derive(Clone)]
+pub struct FileRef {
+    pub file: Arc<crate::fs::file::File>,
+    /// File offset of the area's first page.
+    pub off: u64,
+}
+
+/// A VMA and, for shared anonymous memory, its object; for private file
+/// mappings, the file.
 #[derive(Clone)]
 struct Area {
     vma: Vma,
     shm: Option<ShmRef>,
+    file: Option<FileRef>,
 }
 
 impl Area {
     /// The part `[start, end)` of this area (within it).
     fn slice(&self, start: u64, end: u64) -> Area {
-        Area { vma: Vma { start, end, ..self.vma }, shm: self.shm.as_ref().map(|s| s.skip(start - self.vma.start)) }
+        Area {
+            vma: Vma { start, end, ..self.vma },
+            shm: self.shm.as_ref().map(|s| s.skip(start - self.vma.start)),
+            file: self.file.as_ref().map(|f| FileRef { file: f.file.clone(), off: f.off + (start - self.vma.start) }),
+        }
     }
 }
+
+/// Pages read around a fault in a file mapping (one host request).
+const FILE_READAROUND: u64 = 16;
 
 /// The VMAs keyed by their end address (so `range(addr + 1..)` finds the VMA
 /// containing `addr` first), with a hint: the area the last lookup found.
@@ -218,6 +247,9 @@ pub struct AddressSpace {
     pub arg_end: u64,
     pub env_start: u64,
     pub env_end: u64,
+    /// Shared writable mappings of host files: written back to the file on
+    /// msync, munmap and when the address space goes away.
+    pub writeback: Vec<WriteBack>,
     /// Pages currently mapped to frames.
     resident: AtomicU64,
     /// Frames to free once no vCPU can still use them (after a shootdown).
@@ -254,6 +286,7 @@ impl AddressSpace {
             arg_end: 0,
             env_start: 0,
             env_end: 0,
+            writeback: Vec::new(),
             resident: AtomicU64::new(0),
             deferred: SpinLock::new(Vec::new()),
             flush: AtomicU64::new(0),
@@ -351,7 +384,7 @@ impl AddressSpace {
 
     /// Inserts a VMA; the range must be free.
     pub fn insert(&mut self, vma: Vma) {
-        self.insert_area(Area { vma, shm: None });
+        self.insert_area(Area { vma, shm: None, file: None });
     }
 
     fn insert_area(&mut self, a: Area) {
@@ -392,19 +425,24 @@ impl AddressSpace {
     /// other vCPUs have flushed (see `Mm::finish`).
     fn release_pages(&self, start: u64, end: u64) {
         let mut freed = 0;
-        let mut dead: Vec<u64> = Vec::new();
-        self.pt.for_each_mapped(start, end, |va, e| {
-            // Plain accesses suffice: faults cannot race (exclusive lock), and
-            // an accessed/dirty bit the MMU sets meanwhile is of no interest.
-            let old = e.load(Ordering::Acquire);
-            e.store(0, Ordering::Release);
-            if frame::ref_dec(old & PTE_ADDR) == 0 {
-                dead.push(old & PTE_ADDR);
+        let mut dead: Vec<u64> = Vec::with_capacity((((end - start) / PAGE_SIZE) as usize).min(256));
+        self.pt.for_each_leaf_table(start, end, |base, table, first, last| {
+            for (i, e) in table.iter().enumerate().take(last).skip(first) {
+                // Plain accesses suffice: faults cannot race (exclusive lock),
+                // and an accessed/dirty bit the MMU sets is of no interest.
+                let old = e.load(Ordering::Relaxed);
+                if old & (PTE_P | PTE_PROTNONE) == 0 {
+                    continue;
+                }
+                e.store(0, Ordering::Relaxed);
+                if frame::ref_dec(old & PTE_ADDR) == 0 {
+                    dead.push(old & PTE_ADDR);
+                }
+                if freed < LOCAL_INVLPG_MAX {
+                    cpu::invlpg(base + i as u64 * PAGE_SIZE);
+                }
+                freed += 1;
             }
-            if freed < LOCAL_INVLPG_MAX {
-                cpu::invlpg(va);
-            }
-            freed += 1;
         });
         if freed > LOCAL_INVLPG_MAX {
             // One reload instead of an INVLPG per page.
@@ -458,12 +496,71 @@ impl AddressSpace {
         Ok(end)
     }
 
+    /// Writes the pages of shared host-file mappings in `[start, end)` back
+    /// to their files (only up to each file's current size: a mapping never
+    /// extends its file). The host reads the frames directly.
+    pub fn write_back(&self, start: u64, end: u64) {
+        for w in &self.writeback {
+            let (s, e) = (w.start.max(start), w.end.min(end));
+            if s >= e {
+                continue;
+            }
+            let Some(h) = w.file.ops.host_file() else { continue };
+            let size = w.file.inode.as_ref().and_then(|i| i.stat().ok()).map(|st| st.st_size as u64).unwrap_or(0);
+            let mut va = s;
+            while va < e {
+                let off = w.off + (va - w.start);
+                if off >= size {
+                    break;
+                }
+                let mut iovs: Vec<GuestIovec> = Vec::new();
+                let first = off;
+                while va < e && w.off + (va - w.start) < size {
+                    let Some(entry) = self.pt.lookup(va) else { break };
+                    let len = PAGE_SIZE.min(size - (w.off + (va - w.start)));
+                    iovs.push(GuestIovec { gpa: entry & PTE_ADDR, len });
+                    va += PAGE_SIZE;
+                }
+                if !iovs.is_empty() {
+                    let _ = h.write_frames(first, &iovs);
+                }
+                // Skip a hole (a page never faulted in).
+                if self.pt.lookup(va).is_none() {
+                    va += PAGE_SIZE;
+                }
+            }
+        }
+    }
+
+    /// Forgets write-back records inside `[start, end)` (clipping partial
+    /// overlaps).
+    fn drop_writeback(&mut self, start: u64, end: u64) {
+        let mut out = Vec::new();
+        for w in self.writeback.drain(..) {
+            if w.end <= start || w.start >= end {
+                out.push(w);
+                continue;
+            }
+            if w.start < start {
+                out.push(WriteBack { end: start, ..w.clone() });
+            }
+            if w.end > end {
+                out.push(WriteBack { start: end, off: w.off + (end - w.start), ..w.clone() });
+            }
+        }
+        self.writeback = out;
+    }
+
     /// munmap: removes mappings in `[start, start + len)`.
     pub fn unmap(&mut self, start: u64, len: u64) -> Result<(), Errno> {
         if !start.is_multiple_of(PAGE_SIZE) || len == 0 {
             return Err(Errno::EINVAL);
         }
         let end = Self::range_end(start, len, Errno::EINVAL)?;
+        if !self.writeback.is_empty() {
+            self.write_back(start, end);
+            self.drop_writeback(start, end);
+        }
         for a in self.carve(start, end) {
             self.retire(a);
         }
@@ -526,6 +623,7 @@ impl AddressSpace {
                 grows_down: flags & MAP_GROWSDOWN != 0 && !shared,
             },
             shm: shared.then(|| ShmRef { obj: Shm::new(), pgoff: 0 }),
+            file: None,
         });
         if flags & MAP_POPULATE != 0 {
             let _ = self.populate(start, len, prot & PROT_WRITE != 0);
@@ -550,23 +648,41 @@ impl AddressSpace {
         }
         let flags = pte_flags(prot);
         let mut changed = 0;
-        self.pt.for_each_mapped(start, end, |va, e| {
-            let old = e.load(Ordering::Acquire);
-            let frame = old & PTE_ADDR;
-            let cow = old & PTE_COW;
-            let new = if prot == PROT_NONE {
-                frame | PTE_PROTNONE | cow
-            } else if cow != 0 {
-                // Still shared: stays read-only until a write copies it.
-                (frame | flags | PTE_P | cow) & !PTE_W
-            } else {
-                frame | flags | PTE_P
-            };
-            e.store(new, Ordering::Release);
-            cpu::invlpg(va);
-            changed += 1;
+        let mut narrowed = 0;
+        self.pt.for_each_leaf_table(start, end, |base, table, first, last| {
+            for (i, e) in table.iter().enumerate().take(last).skip(first) {
+                let old = e.load(Ordering::Relaxed);
+                if old & (PTE_P | PTE_PROTNONE) == 0 {
+                    continue;
+                }
+                let frame = old & PTE_ADDR;
+                let cow = old & PTE_COW;
+                let new = if prot == PROT_NONE {
+                    frame | PTE_PROTNONE | cow
+                } else if cow != 0 {
+                    // Still shared: stays read-only until a write copies it.
+                    (frame | flags | PTE_P | cow) & !PTE_W
+                } else {
+                    frame | flags | PTE_P
+                };
+                e.store(new, Ordering::Relaxed);
+                if changed < LOCAL_INVLPG_MAX {
+                    cpu::invlpg(base + i as u64 * PAGE_SIZE);
+                }
+                changed += 1;
+                // Other vCPUs must drop translations that allow more than
+                // the new entry (wider ones just fault once and refresh).
+                let lost_w = old & PTE_W != 0 && new & PTE_W == 0;
+                let lost_x = old & PTE_NX == 0 && new & PTE_NX != 0;
+                if old & PTE_P != 0 && (new & PTE_P == 0 || lost_w || lost_x) {
+                    narrowed += 1;
+                }
+            }
         });
-        self.flush.fetch_add(changed, Ordering::AcqRel);
+        if changed > LOCAL_INVLPG_MAX {
+            super::tlb::flush_local();
+        }
+        self.flush.fetch_add(narrowed, Ordering::AcqRel);
         Ok(())
     }
 
@@ -594,7 +710,9 @@ impl AddressSpace {
             return Err(Errno::EINVAL);
         }
         let end = Self::range_end(start, len, Errno::ENOMEM)?;
-        self.check_mapped(start, end)
+        self.check_mapped(start, end)?;
+        self.write_back(start, end);
+        Ok(())
     }
 
     /// mincore: one byte per page, 1 when resident.
@@ -674,6 +792,7 @@ impl AddressSpace {
         let moved_area = |dest: u64| Area {
             vma: Vma { start: dest, end: dest + new_len, ..vma },
             shm: area.shm.as_ref().map(|s| s.skip(old - vma.start)),
+            file: area.file.as_ref().map(|f| FileRef { file: f.file.clone(), off: f.off + (old - vma.start) }),
         };
         if flags & MREMAP_FIXED == 0 {
             if new_len <= old_len {
@@ -742,15 +861,70 @@ impl AddressSpace {
         if !self.is_free(page, vma.start) || vma.end - page > limit {
             return Err(Errno::EFAULT);
         }
-        let a = Area { vma: Vma { start: page, ..*vma }, shm: None };
+        let a = Area { vma: Vma { start: page, ..*vma }, shm: None, file: None };
         self.vmas.map_mut().insert(key, a);
+        Ok(())
+    }
+
+    /// mmap of a file, private: an area whose pages are read from the file
+    /// when first touched. Returns the address.
+    pub fn map_file_private(
+        &mut self,
+        addr: u64,
+        len: u64,
+        prot: u64,
+        flags: u64,
+        file: FileRef,
+    ) -> Result<u64, Errno> {
+        let flags = (flags & !MAP_TYPE & !MAP_POPULATE) | MAP_PRIVATE;
+        let start = self.map_anon(addr, len, prot, flags)?;
+        let end = start + align_up(len, PAGE_SIZE).ok_or(Errno::ENOMEM)?;
+        if let Some(a) = self.vmas.map_mut().get_mut(&end) {
+            a.file = Some(file);
+        }
+        Ok(start)
+    }
+
+    /// Reads the pages of a file area around `va` (not yet present, up to
+    /// [`FILE_READAROUND`], within the area) into fresh frames with one host
+    /// request and installs them. The faulting page is always among them.
+    fn fault_file(&self, va: u64, vma: &Vma, f: &FileRef) -> Result<(), Fault> {
+        let mut pages: Vec<(u64, u64)> = Vec::new();
+        let mut iovs: Vec<GuestIovec> = Vec::new();
+        let mut p = va;
+        while p < vma.end && (p - va) / PAGE_SIZE < FILE_READAROUND {
+            if p != va && self.pt.lookup(p).is_some() {
+                break;
+            }
+            let pa = frame::alloc_frame(Zero::Yes).ok_or(Fault::NoMemory)?;
+            frame::ref_init(pa);
+            pages.push((p, pa));
+            match iovs.last_mut() {
+                Some(last) if last.gpa + last.len == pa => last.len += PAGE_SIZE,
+                _ => iovs.push(GuestIovec { gpa: pa, len: PAGE_SIZE }),
+            }
+            p += PAGE_SIZE;
+        }
+        // Past the end of the file the frames stay zero.
+        let _ = crate::fs::read_frames(&f.file, f.off + (va - vma.start), &iovs);
+        let flags = pte_flags(vma.prot);
+        for (p, pa) in pages {
+            let installed = self.pt.entry(p, true).is_some_and(|e| {
+                e.compare_exchange(0, pa | flags | PTE_P, Ordering::AcqRel, Ordering::Acquire).is_ok()
+            });
+            if installed {
+                self.resident.fetch_add(1, Ordering::Relaxed);
+            } else if frame::ref_dec(pa) == 0 {
+                frame::free_frame(pa);
+            }
+        }
         Ok(())
     }
 
     /// Handles a page fault at `addr` (shared lock suffices).
     pub fn fault(&self, addr: u64, access: Access) -> Result<(), Fault> {
-        let (vma, shm) = match self.find_area(addr) {
-            Some(a) => (a.vma, a.shm.as_ref()),
+        let (vma, shm, file) = match self.find_area(addr) {
+            Some(a) => (a.vma, a.shm.as_ref(), a.file.as_ref()),
             None => {
                 // Just below a grows-down area: it may be extended.
                 if let Some((_, Area { vma: v, .. })) = self.vmas.map.range(addr + 1..).next() {
@@ -773,6 +947,14 @@ impl AddressSpace {
         let entry = self.pt.entry(va, true).ok_or(Fault::NoMemory)?;
         loop {
             let old = entry.load(Ordering::Acquire);
+            if old == 0 {
+                if let Some(f) = file {
+                    self.fault_file(va, &vma, f)?;
+                    // Installed (or raced by another vCPU): a write may
+                    // still need its own copy below.
+                    continue;
+                }
+            }
             if old & PTE_P == 0 && old & PTE_PROTNONE == 0 {
                 // Not mapped yet: the shared object's frame, or a zero frame.
                 let pa = match shm {
@@ -960,37 +1142,49 @@ impl AddressSpace {
         child.brk = self.brk;
         (child.arg_start, child.arg_end, child.env_start, child.env_end) =
             (self.arg_start, self.arg_end, self.env_start, self.env_end);
+        child.writeback = self.writeback.clone();
         child.vmas = self.vmas.clone();
         let mut ok = true;
         let mut count = 0;
+        let mut narrowed = 0;
+        // A leaf table at a time, entries in a plain loop: the caller holds
+        // the exclusive lock, so no fault changes entries meanwhile (an
+        // accessed/dirty bit the MMU sets is of no interest), and one TLB
+        // flush at the end replaces an INVLPG per page.
         for Area { vma: v, .. } in self.vmas.map.values() {
             let shared = v.backing == Backing::SharedAnon;
-            self.pt.for_each_mapped(v.start, v.end, |va, e| {
-                let mut entry = e.load(Ordering::Acquire);
-                if !shared && entry & PTE_P != 0 && entry & PTE_W != 0 {
-                    let ro = (entry & !PTE_W) | PTE_COW;
-                    // A concurrent fault may only have set accessed/dirty bits.
-                    while let Err(cur) = e.compare_exchange(entry, ro, Ordering::AcqRel, Ordering::Acquire) {
-                        entry = cur;
+            self.pt.for_each_leaf_table(v.start, v.end, |base, table, first, last| {
+                let Some(child_table) = child.pt.leaf_table(base + (first as u64) * PAGE_SIZE, true) else {
+                    ok = false;
+                    return;
+                };
+                for i in first..last {
+                    let e = &table[i];
+                    let mut entry = e.load(Ordering::Relaxed);
+                    if entry & (PTE_P | PTE_PROTNONE) == 0 {
+                        continue;
                     }
-                    entry = ro;
-                    cpu::invlpg(va);
-                } else if !shared {
-                    entry |= PTE_COW;
-                    e.fetch_or(PTE_COW, Ordering::AcqRel);
-                }
-                match child.pt.entry(va, true) {
-                    Some(ce) => {
-                        frame::ref_inc(entry & PTE_ADDR);
-                        ce.store(entry, Ordering::Release);
-                        count += 1;
+                    if !shared {
+                        if entry & PTE_P != 0 && entry & PTE_W != 0 {
+                            entry = (entry & !PTE_W) | PTE_COW;
+                            e.store(entry, Ordering::Relaxed);
+                            narrowed += 1;
+                        } else if entry & PTE_COW == 0 {
+                            entry |= PTE_COW;
+                            e.store(entry, Ordering::Relaxed);
+                        }
                     }
-                    None => ok = false,
+                    frame::ref_inc(entry & PTE_ADDR);
+                    child_table[i].store(entry, Ordering::Relaxed);
+                    count += 1;
                 }
             });
         }
+        if narrowed > 0 {
+            super::tlb::flush_local();
+        }
         child.resident.store(count, Ordering::Relaxed);
-        self.flush.fetch_add(count, Ordering::AcqRel);
+        self.flush.fetch_add(narrowed, Ordering::AcqRel);
         ok.then_some(child)
     }
 }
@@ -1005,15 +1199,18 @@ pub fn fault_errno(f: Fault) -> Errno {
 
 impl Drop for AddressSpace {
     fn drop(&mut self) {
+        self.write_back(0, USER_END);
         // Nobody runs this space any more (a vCPU that ran it flushed its
         // TLB when it loaded another CR3): free at once, without clearing
         // entries of tables about to be freed. Only the areas' ranges are
         // walked: the whole lower half would read every entry of every table.
         for a in self.vmas.map.values() {
-            self.pt.for_each_mapped(a.vma.start, a.vma.end, |_, e| {
-                let pa = e.load(Ordering::Relaxed) & PTE_ADDR;
-                if frame::ref_dec(pa) == 0 {
-                    frame::free_frame(pa);
+            self.pt.for_each_leaf_table(a.vma.start, a.vma.end, |_, table, first, last| {
+                for e in &table[first..last] {
+                    let v = e.load(Ordering::Relaxed);
+                    if v & (PTE_P | PTE_PROTNONE) != 0 && frame::ref_dec(v & PTE_ADDR) == 0 {
+                        frame::free_frame(v & PTE_ADDR);
+                    }
                 }
             });
         }

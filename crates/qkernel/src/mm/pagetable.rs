@@ -82,13 +82,25 @@ impl PageTable {
 
     /// The leaf entry for `va`, creating intermediate tables when `create`
     /// (safe against concurrent creators).
+    #[inline]
     pub fn entry(&self, va: u64, create: bool) -> Option<&'static AtomicU64> {
+        Some(&table(self.leaf(va, create)?)[index(va, 0)])
+    }
+
+    /// The leaf table (page table proper) covering `va`, created with its
+    /// parents when `create`.
+    #[inline]
+    pub fn leaf_table(&self, va: u64, create: bool) -> Option<&'static [AtomicU64; 512]> {
+        Some(table(self.leaf(va, create)?))
+    }
+
+    /// Guest-physical address of the leaf table covering `va`.
+    fn leaf(&self, va: u64, create: bool) -> Option<u64> {
         debug_assert!(va < USER_END);
         let region = va >> 21;
         let cached = self.last_leaf.load(Ordering::Relaxed);
         if cached & LEAF_VALID != 0 && (cached & !LEAF_VALID) >> LEAF_FRAME_BITS == region {
-            let t = (cached & ((1 << LEAF_FRAME_BITS) - 1)) << 12;
-            return Some(&table(t)[index(va, 0)]);
+            return Some((cached & ((1 << LEAF_FRAME_BITS) - 1)) << 12);
         }
         let mut t = self.pml4;
         for level in (1..4).rev() {
@@ -115,7 +127,49 @@ impl PageTable {
         if t >> 12 < 1 << LEAF_FRAME_BITS {
             self.last_leaf.store(LEAF_VALID | (region << LEAF_FRAME_BITS) | (t >> 12), Ordering::Relaxed);
         }
-        Some(&table(t)[index(va, 0)])
+        Some(t)
+    }
+
+    /// Calls `f(base, table, first, end)` for every present leaf table that
+    /// overlaps `[start, end)`: `base` is the address its entry 0 maps, and
+    /// entries `first..end` are the part inside the range. Loops over the
+    /// entries stay in the caller (no call per entry).
+    pub fn for_each_leaf_table(
+        &self,
+        start: u64,
+        end: u64,
+        mut f: impl FnMut(u64, &'static [AtomicU64; 512], usize, usize),
+    ) {
+        let end = end.min(USER_END);
+        let mut va = start & !((1 << 21) - 1);
+        while va < end {
+            let next = va + (1 << 21);
+            if let Some(t) = self.leaf_table(va, false) {
+                let first = if start > va { index(start, 0) } else { 0 };
+                let last = if end < next { ((end - va) >> 12) as usize } else { 512 };
+                f(va, t, first, last);
+            } else {
+                // Skip everything the absent directory entry would map.
+                let span = self.absent_span(va);
+                va = (va & !(span - 1)) + span;
+                continue;
+            }
+            va = next;
+        }
+    }
+
+    /// The span an absent directory entry on the way to `va` would map
+    /// (2 MiB, 1 GiB or 512 GiB); 2 MiB when the leaf table exists.
+    fn absent_span(&self, va: u64) -> u64 {
+        let mut t = self.pml4;
+        for l in (1..4).rev() {
+            let v = table(t)[index(va, l)].load(Ordering::Acquire);
+            if v & PTE_P == 0 {
+                return 1 << (12 + 9 * l);
+            }
+            t = v & PTE_ADDR;
+        }
+        1 << 21
     }
 
     /// The present leaf entry for `va`.

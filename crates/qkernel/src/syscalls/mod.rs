@@ -15,7 +15,9 @@ pub mod sys_futex;
 pub mod sys_identity;
 pub mod sys_info;
 pub mod sys_mmap;
+pub mod sys_poll;
 pub mod sys_signal;
+pub mod sys_socket;
 pub mod sys_test;
 pub mod sys_thread;
 pub mod sys_time;
@@ -72,6 +74,7 @@ syscall_table! {
     4 stat => sys_fs::stat, Full, "";
     5 fstat => sys_file::fstat, Full, "";
     6 lstat => sys_fs::lstat, Full, "";
+    7 poll => sys_poll::poll, Full, "";
     8 lseek => sys_file::lseek, Partial, "SEEK_DATA/SEEK_HOLE treat the whole file as data";
     9 mmap => sys_mmap::mmap, Partial, "anonymous mappings (private and shared)";
     10 mprotect => sys_mmap::mprotect, Full, "";
@@ -87,6 +90,7 @@ syscall_table! {
     20 writev => sys_file::writev, Full, "";
     21 access => sys_fs::access, Full, "";
     22 pipe => sys_file::pipe, Full, "";
+    23 select => sys_poll::select, Full, "";
     24 sched_yield => sys_thread::sched_yield, Full, "";
     25 mremap => sys_mmap::mremap, Partial, "MAYMOVE and FIXED; no DONTUNMAP";
     26 msync => sys_mmap::msync, Partial, "anonymous memory only";
@@ -101,6 +105,21 @@ syscall_table! {
     38 setitimer => sys_time::setitimer, Partial, "ITIMER_VIRTUAL and ITIMER_PROF both count all CPU time";
     39 getpid => sys_thread::getpid, Full, "";
     40 sendfile => sys_file::sendfile, Partial, "copies through a 64 KiB kernel buffer";
+    41 socket => sys_socket::socket, Full, "AF_INET/AF_INET6 TCP and UDP over host sockets; AF_UNIX stream, dgram, seqpacket; AF_NETLINK NETLINK_ROUTE (read-only)";
+    42 connect => sys_socket::connect, Full, "";
+    43 accept => sys_socket::accept, Full, "";
+    44 sendto => sys_socket::sendto, Full, "";
+    45 recvfrom => sys_socket::recvfrom, Full, "";
+    46 sendmsg => sys_socket::sendmsg, Partial, "SCM_RIGHTS and SCM_CREDENTIALS on AF_UNIX; no IP ancillary data";
+    47 recvmsg => sys_socket::recvmsg, Partial, "SCM_RIGHTS and SCM_CREDENTIALS on AF_UNIX; no IP ancillary data, no MSG_ERRQUEUE";
+    48 shutdown => sys_socket::shutdown, Full, "";
+    49 bind => sys_socket::bind, Full, "";
+    50 listen => sys_socket::listen, Full, "";
+    51 getsockname => sys_socket::getsockname, Full, "";
+    52 getpeername => sys_socket::getpeername, Full, "";
+    53 socketpair => sys_socket::socketpair, Full, "AF_UNIX";
+    54 setsockopt => sys_socket::setsockopt, Partial, "the host allowlist for AF_INET (docs/hostnet.md); SO_RCVTIMEO/SO_SNDTIMEO, SO_PASSCRED in the guest";
+    55 getsockopt => sys_socket::getsockopt, Partial, "as setsockopt; SO_PEERCRED on AF_UNIX";
     56 clone => sys_thread::clone, Partial, "no namespaces, no CLONE_PIDFD";
     57 fork => sys_thread::fork, Full, "";
     58 vfork => sys_thread::vfork, Full, "";
@@ -110,6 +129,7 @@ syscall_table! {
     62 kill => sys_signal::kill, Full, "";
     63 uname => sys_info::uname, Full, "";
     72 fcntl => sys_file::fcntl, Partial, "record locks are granted without contention tracking; no seals";
+    73 flock => sys_file::flock, Partial, "locks are granted without contention tracking";
     74 fsync => sys_file::fsync, Full, "";
     75 fdatasync => sys_file::fsync, Full, "";
     76 truncate => sys_fs::truncate, Full, "";
@@ -134,6 +154,7 @@ syscall_table! {
     96 gettimeofday => sys_time::gettimeofday, Full, "";
     97 getrlimit => sys_thread::getrlimit, Full, "";
     98 getrusage => sys_thread::getrusage, Partial, "CPU time only";
+    99 sysinfo => sys_fs::sysinfo, Full, "";
     100 times => sys_thread::times, Partial, "all CPU time counts as user time";
     102 getuid => sys_identity::getuid, Full, "";
     104 getgid => sys_identity::getgid, Full, "";
@@ -180,8 +201,9 @@ syscall_table! {
     158 arch_prctl => sys_thread::arch_prctl, Partial, "ARCH_SET/GET_FS/GS";
     160 setrlimit => sys_thread::setrlimit, Full, "";
     161 chroot => sys_fs::chroot, Full, "";
-    165 mount => sys_identity::mount, Partial, "EPERM: needs CAP_SYS_ADMIN, which a sandbox never grants";
-    166 umount2 => sys_identity::umount2, Partial, "EPERM: needs CAP_SYS_ADMIN, which a sandbox never grants";
+    162 sync => sys_fs::sync, Full, "";
+    165 mount => sys_fs::mount, Partial, "tmpfs, proc, sysfs, devtmpfs, bind mounts and remounts; needs CAP_SYS_ADMIN";
+    166 umount2 => sys_fs::umount2, Partial, "MNT_DETACH and MNT_FORCE act as a plain unmount";
     170 sethostname => sys_identity::sethostname, Partial, "EPERM: needs CAP_SYS_ADMIN, which a sandbox never grants";
     171 setdomainname => sys_identity::setdomainname, Partial, "EPERM: needs CAP_SYS_ADMIN, which a sandbox never grants";
     186 gettid => sys_thread::gettid, Full, "";
@@ -190,8 +212,10 @@ syscall_table! {
     202 futex => sys_futex::futex, Partial, "priority-inheritance operations return ENOSYS";
     203 sched_setaffinity => sys_thread::sched_setaffinity, Full, "";
     204 sched_getaffinity => sys_thread::sched_getaffinity, Full, "";
+    213 epoll_create => sys_poll::epoll_create, Full, "";
     217 getdents64 => sys_file::getdents64, Full, "";
     218 set_tid_address => sys_thread::set_tid_address, Full, "";
+    221 fadvise64 => sys_fs::fadvise64, Full, "advice is a hint";
     222 timer_create => sys_time::timer_create, Partial, "SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD_ID";
     223 timer_settime => sys_time::timer_settime, Full, "";
     224 timer_gettime => sys_time::timer_gettime, Full, "";
@@ -201,6 +225,8 @@ syscall_table! {
     229 clock_getres => sys_time::clock_getres, Full, "";
     230 clock_nanosleep => sys_time::clock_nanosleep, Full, "";
     231 exit_group => sys_thread::exit_group, Full, "";
+    232 epoll_wait => sys_poll::epoll_wait, Full, "";
+    233 epoll_ctl => sys_poll::epoll_ctl, Partial, "EPOLLEXCLUSIVE wakes every waiter";
     234 tgkill => sys_signal::tgkill, Full, "";
     247 waitid => sys_thread::waitid, Partial, "rusage reports CPU time only";
     257 openat => sys_fs::openat, Full, "";
@@ -215,20 +241,37 @@ syscall_table! {
     267 readlinkat => sys_fs::readlinkat, Full, "";
     268 fchmodat => sys_fs::fchmodat, Full, "";
     269 faccessat => sys_fs::faccessat, Full, "";
+    270 pselect6 => sys_poll::pselect6, Full, "";
+    271 ppoll => sys_poll::ppoll, Full, "";
     273 set_robust_list => sys_thread::set_robust_list, Full, "";
     274 get_robust_list => sys_thread::get_robust_list, Full, "";
+    275 splice => sys_fs::splice, Partial, "copies through a kernel buffer, at most 64 KiB per call";
     280 utimensat => sys_fs::utimensat, Full, "";
+    281 epoll_pwait => sys_poll::epoll_pwait, Full, "";
+    282 signalfd => sys_poll::signalfd, Full, "";
+    283 timerfd_create => sys_poll::timerfd_create, Full, "";
+    284 eventfd => sys_poll::eventfd, Full, "";
     285 fallocate => sys_file::fallocate, Partial, "mode 0 only";
+    286 timerfd_settime => sys_poll::timerfd_settime, Partial, "TFD_TIMER_CANCEL_ON_SET is accepted and ignored";
+    287 timerfd_gettime => sys_poll::timerfd_gettime, Full, "";
+    288 accept4 => sys_socket::accept4, Full, "";
+    289 signalfd4 => sys_poll::signalfd4, Full, "";
+    290 eventfd2 => sys_poll::eventfd2, Full, "";
+    291 epoll_create1 => sys_poll::epoll_create1, Full, "";
     292 dup3 => sys_file::dup3, Full, "";
     293 pipe2 => sys_file::pipe2, Full, "";
     295 preadv => sys_file::preadv, Full, "";
     296 pwritev => sys_file::pwritev, Full, "";
     297 rt_tgsigqueueinfo => sys_signal::rt_tgsigqueueinfo, Full, "";
+    299 recvmmsg => sys_socket::recvmmsg, Full, "one host request per message";
     302 prlimit64 => sys_thread::prlimit64, Full, "";
+    306 syncfs => sys_fs::syncfs, Full, "";
+    307 sendmmsg => sys_socket::sendmmsg, Full, "one host request per message";
     309 getcpu => sys_thread::getcpu, Full, "";
     316 renameat2 => sys_fs::renameat2, Partial, "no RENAME_WHITEOUT";
     318 getrandom => sys_info::getrandom, Full, "";
     322 execveat => sys_thread::execveat, Partial, "absolute or cwd-relative paths until the VFS exists";
+    326 copy_file_range => sys_fs::copy_file_range, Partial, "copies through a kernel buffer";
     327 preadv2 => sys_file::preadv2, Partial, "flags ignored";
     328 pwritev2 => sys_file::pwritev2, Partial, "flags ignored";
     332 statx => sys_fs::statx, Partial, "basic fields; no birth time, mount id or attributes";
@@ -237,6 +280,7 @@ syscall_table! {
     436 close_range => sys_file::close_range, Partial, "CLOSE_RANGE_UNSHARE is treated as plain close";
     437 openat2 => sys_fs::openat2, Partial, "resolve restrictions (RESOLVE_*) return EINVAL";
     439 faccessat2 => sys_fs::faccessat2, Full, "";
+    441 epoll_pwait2 => sys_poll::epoll_pwait2, Full, "";
 }
 
 /// Numbers already reported as unimplemented (one log line per number).
@@ -290,7 +334,59 @@ pub extern "C" fn syscall_dispatch(f: &mut TrapFrame) -> u64 {
         Ok(v) => v,
         Err(e) => e.to_ret() as u64,
     };
+    if crate::boot::params().flags & qlib::boot::flags::STRACE != 0 {
+        trace(nr, f);
+    }
     crate::task::signal::exit_to_user(f) as u64
+}
+
+/// One `--strace` line: `tid name(args) = result`. The arguments are those
+/// still in the frame (handlers may have rewritten some, e.g. execve).
+#[cold]
+fn trace(nr: u64, f: &TrapFrame) {
+    use crate::log::Hex;
+    let a = args(f);
+    let tid = crate::task::current().tid as u64;
+    let name = sysno::name(nr).unwrap_or("?");
+    let ret = f.rax as i64;
+    if (-4095..0).contains(&ret) {
+        let e = Errno((-ret) as u16);
+        crate::klog!(
+            crate::log::level::ERROR,
+            "strace ",
+            tid,
+            " ",
+            name,
+            "(",
+            Hex(a[0]),
+            ", ",
+            Hex(a[1]),
+            ", ",
+            Hex(a[2]),
+            ", ",
+            Hex(a[3]),
+            ") = -",
+            e.name()
+        );
+    } else {
+        crate::klog!(
+            crate::log::level::ERROR,
+            "strace ",
+            tid,
+            " ",
+            name,
+            "(",
+            Hex(a[0]),
+            ", ",
+            Hex(a[1]),
+            ", ",
+            Hex(a[2]),
+            ", ",
+            Hex(a[3]),
+            ") = ",
+            Hex(f.rax)
+        );
+    }
 }
 
 /// Argument accessors for readability in handlers.

@@ -115,7 +115,7 @@ pub fn pwrite64(f: &mut TrapFrame) -> SysResult {
     rw(fd, alloc::vec![(buf, count)], Some(off), true)
 }
 
-fn iovecs(addr: u64, count: u64) -> Result<Vec<(u64, u64)>, Errno> {
+pub(crate) fn iovecs(addr: u64, count: u64) -> Result<Vec<(u64, u64)>, Errno> {
     if count > UIO_MAXIOV {
         return Err(Errno::EINVAL);
     }
@@ -311,7 +311,13 @@ pub fn fcntl(f: &mut TrapFrame) -> SysResult {
     let mut t = files.lock();
     let e = t.entry(fd)?;
     match cmd {
-        F_DUPFD | F_DUPFD_CLOEXEC => t.install(e.file, cmd == F_DUPFD_CLOEXEC, arg, nofile_limit()),
+        F_DUPFD | F_DUPFD_CLOEXEC => {
+            let limit = nofile_limit();
+            if arg >= limit {
+                return Err(Errno::EINVAL);
+            }
+            t.install(e.file, cmd == F_DUPFD_CLOEXEC, arg, limit)
+        }
         F_GETFD => Ok(e.cloexec as u64 * FD_CLOEXEC),
         F_SETFD => t.set_cloexec(fd, arg & FD_CLOEXEC != 0).map(|_| 0),
         F_GETFL => Ok((e.file.flags() & !(O_CLOEXEC as u32)) as u64 | 0o100000 /* O_LARGEFILE */),
@@ -496,6 +502,60 @@ pub fn sendfile(f: &mut TrapFrame) -> SysResult {
     }
     if let Some(o) = off {
         write_user(offp, &o)?;
+    }
+    Ok(total)
+}
+
+/// flock: checks the operation; locks are granted at once (the sandbox's
+/// processes share one kernel, and contention tracking is not built yet).
+pub fn flock(f: &mut TrapFrame) -> SysResult {
+    let [fd, op, ..] = args(f);
+    const LOCK_SH: u64 = 1;
+    const LOCK_EX: u64 = 2;
+    const LOCK_NB: u64 = 4;
+    const LOCK_UN: u64 = 8;
+    file(fd)?;
+    match op & !LOCK_NB {
+        LOCK_SH | LOCK_EX | LOCK_UN => Ok(0),
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// Copies up to `count` bytes from `inf` to `outf` through a kernel buffer,
+/// at the given offsets (advanced) or the file positions.
+pub fn copy_between(inf: &File, ioff: &mut Option<u64>, outf: &File, ooff: &mut Option<u64>, count: u64) -> SysResult {
+    if !inf.readable() || !outf.writable() {
+        return Err(Errno::EBADF);
+    }
+    let mut total = 0u64;
+    let mut chunk = alloc::vec![0u8; (64 << 10).min(count.max(1) as usize)];
+    while total < count {
+        let want = ((count - total) as usize).min(chunk.len());
+        let mut rb = IoBuf::kernel(&mut chunk[..want]);
+        let n = match io(inf, &mut rb, *ioff, false) {
+            Ok(n) => n as usize,
+            Err(e) if total == 0 => return Err(e),
+            Err(_) => break,
+        };
+        if n == 0 {
+            break;
+        }
+        let mut wb = IoBuf::kernel(&mut chunk[..n]);
+        let w = match io(outf, &mut wb, *ooff, true) {
+            Ok(w) => w,
+            Err(e) if total == 0 => return Err(e),
+            Err(_) => break,
+        };
+        total += w;
+        if let Some(o) = ioff.as_mut() {
+            *o += w;
+        }
+        if let Some(o) = ooff.as_mut() {
+            *o += w;
+        }
+        if (w as usize) < n || n < want {
+            break;
+        }
     }
     Ok(total)
 }

@@ -632,3 +632,184 @@ pub fn fstatfs(f: &mut TrapFrame) -> SysResult {
     };
     write_user(f.rsi, &s).map(|_| 0)
 }
+
+/// mount(2) inside the sandbox (its own mount namespace): tmpfs, proc,
+/// bind mounts and remounts. Needs CAP_SYS_ADMIN, which the OCI default
+/// capability set does not grant.
+pub fn mount(f: &mut TrapFrame) -> SysResult {
+    use crate::fs::mount::{self as m, flags as mf};
+    let [src, target, fstype, flags, _data, _] = args(f);
+    if !creds().has(crate::task::cap::SYS_ADMIN) {
+        return Err(Errno::EPERM);
+    }
+    let at = lookup(AT_FDCWD, target, 0)?;
+    let keep = flags & (mf::RDONLY | mf::NOSUID | mf::NODEV | mf::NOEXEC);
+    if flags & mf::REMOUNT != 0 {
+        if !at.is_mount_root() {
+            return Err(Errno::EINVAL);
+        }
+        *at.mnt.flags.lock() = keep;
+        return Ok(0);
+    }
+    if at.dentry.inode.file_type() != FileType::Directory && flags & mf::BIND == 0 {
+        return Err(Errno::ENOTDIR);
+    }
+    if flags & mf::BIND != 0 {
+        let from = lookup(AT_FDCWD, src, 0)?;
+        if (from.dentry.inode.file_type() == FileType::Directory)
+            != (at.dentry.inode.file_type() == FileType::Directory)
+        {
+            return Err(Errno::ENOTDIR);
+        }
+        let source = vfs::path_name(&from);
+        m::mount_at(&at, from.dentry.inode.clone(), from.mnt.fstype, &source, keep)?;
+        return Ok(0);
+    }
+    let ty = user_path(fstype)?;
+    let source = if src == 0 { b"none".to_vec() } else { user_path(src)? };
+    let root = match ty.as_slice() {
+        b"tmpfs" => crate::fs::tmpfs::new_root(0o1777),
+        b"proc" => crate::fs::procfs::root(),
+        b"sysfs" => crate::fs::procfs::sys_root(),
+        b"devtmpfs" => crate::fs::devfs::root(),
+        b"" => return Err(Errno::EINVAL),
+        _ => return Err(Errno::ENODEV),
+    };
+    let name: &'static str = match ty.as_slice() {
+        b"tmpfs" => "tmpfs",
+        b"proc" => "proc",
+        b"sysfs" => "sysfs",
+        _ => "devtmpfs",
+    };
+    m::mount_at(&at, root, name, &source, keep)?;
+    Ok(0)
+}
+
+pub fn umount2(f: &mut TrapFrame) -> SysResult {
+    let [target, flags, ..] = args(f);
+    if !creds().has(crate::task::cap::SYS_ADMIN) {
+        return Err(Errno::EPERM);
+    }
+    const MNT_FORCE: u64 = 1;
+    const MNT_DETACH: u64 = 2;
+    const MNT_EXPIRE: u64 = 4;
+    const UMOUNT_NOFOLLOW: u64 = 8;
+    if flags & !(MNT_FORCE | MNT_DETACH | MNT_EXPIRE | UMOUNT_NOFOLLOW) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let at = lookup(AT_FDCWD, target, if flags & UMOUNT_NOFOLLOW != 0 { AT_SYMLINK_NOFOLLOW } else { 0 })?;
+    crate::fs::mount::unmount(&at).map(|_| 0)
+}
+
+/// copy_file_range: copies through a kernel buffer (the host-side copy
+/// comes with the queued host calls).
+pub fn copy_file_range(f: &mut TrapFrame) -> SysResult {
+    let [in_fd, in_off, out_fd, out_off, len, flags] = args(f);
+    if flags != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let inf = super::sys_file::file(in_fd)?;
+    let outf = super::sys_file::file(out_fd)?;
+    for x in [&inf, &outf] {
+        if x.inode.as_ref().is_none_or(|i| i.file_type() != FileType::Regular) {
+            return Err(Errno::EINVAL);
+        }
+    }
+    if outf.flags() & O_APPEND as u32 != 0 {
+        return Err(Errno::EBADF);
+    }
+    let mut ioff: Option<u64> = if in_off != 0 { Some(read_user(in_off)?) } else { None };
+    let mut ooff: Option<u64> = if out_off != 0 { Some(read_user(out_off)?) } else { None };
+    let n = super::sys_file::copy_between(&inf, &mut ioff, &outf, &mut ooff, len)?;
+    if let Some(o) = ioff {
+        if in_off != 0 {
+            write_user(in_off, &o)?;
+        }
+    }
+    if let Some(o) = ooff {
+        if out_off != 0 {
+            write_user(out_off, &o)?;
+        }
+    }
+    Ok(n)
+}
+
+/// splice: one end must be a pipe; copies through a kernel buffer.
+pub fn splice(f: &mut TrapFrame) -> SysResult {
+    let [in_fd, in_off, out_fd, out_off, len, _flags] = args(f);
+    let inf = super::sys_file::file(in_fd)?;
+    let outf = super::sys_file::file(out_fd)?;
+    let is_pipe = |x: &crate::fs::file::File| !x.ops.seekable() && x.inode.is_none();
+    if !is_pipe(&inf) && !is_pipe(&outf) {
+        return Err(Errno::EINVAL);
+    }
+    if (in_off != 0 && is_pipe(&inf)) || (out_off != 0 && is_pipe(&outf)) {
+        return Err(Errno::ESPIPE);
+    }
+    let mut ioff: Option<u64> = if in_off != 0 { Some(read_user(in_off)?) } else { None };
+    let mut ooff: Option<u64> = if out_off != 0 { Some(read_user(out_off)?) } else { None };
+    let n = super::sys_file::copy_between(&inf, &mut ioff, &outf, &mut ooff, len.min(1 << 16))?;
+    if let (Some(o), true) = (ioff, in_off != 0) {
+        write_user(in_off, &o)?;
+    }
+    if let (Some(o), true) = (ooff, out_off != 0) {
+        write_user(out_off, &o)?;
+    }
+    Ok(n)
+}
+
+/// sysinfo: uptime, memory of the sandbox, process count.
+pub fn sysinfo(f: &mut TrapFrame) -> SysResult {
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct SysInfo {
+        uptime: i64,
+        loads: [u64; 3],
+        totalram: u64,
+        freeram: u64,
+        sharedram: u64,
+        bufferram: u64,
+        totalswap: u64,
+        freeswap: u64,
+        procs: u16,
+        _pad: [u16; 3],
+        totalhigh: u64,
+        freehigh: u64,
+        mem_unit: u32,
+        _f: [u32; 1],
+    }
+    let total = crate::boot::params().user_mem_limit;
+    let info = SysInfo {
+        uptime: (crate::time::uptime_ns() / 1_000_000_000) as i64,
+        totalram: total,
+        freeram: crate::mm::frame::free_bytes().min(total),
+        procs: crate::task::pid::processes().len().min(u16::MAX as usize) as u16,
+        mem_unit: 1,
+        ..Default::default()
+    };
+    write_user(f.rdi, &info).map(|_| 0)
+}
+
+/// fadvise64: advice is a hint; the descriptor and advice are checked.
+pub fn fadvise64(f: &mut TrapFrame) -> SysResult {
+    let [fd, _off, _len, advice, ..] = args(f);
+    let file = super::sys_file::file(fd)?;
+    if !file.ops.seekable() {
+        return Err(Errno::ESPIPE);
+    }
+    if advice > 5 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(0)
+}
+
+/// sync and syncfs: data written through the file service is in the host
+/// kernel already; its own write-back is the host's business.
+pub fn sync(_f: &mut TrapFrame) -> SysResult {
+    Ok(0)
+}
+
+pub fn syncfs(f: &mut TrapFrame) -> SysResult {
+    super::sys_file::file(f.rdi)?;
+    Ok(0)
+}

@@ -85,21 +85,40 @@ fn map_file(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, off: u64) -> Sy
     off.checked_add(len_pages).ok_or(Errno::EOVERFLOW)?;
     let size = inode.stat()?.st_size as u64;
     let writable_shared = shared && prot & PROT_WRITE != 0;
-    if writable_shared && file.ops.host_file().is_some() {
-        crate::klog!(crate::log::level::WARN, "mmap: shared writable mappings of host files are not supported yet");
-        return Err(Errno::ENODEV);
-    }
+    // Shared writable mappings of host files: the frames are filled from
+    // the file now, shared with forked children, and written back on msync,
+    // munmap and exit. (Writes through write(2) meanwhile are not seen in
+    // the mapping: there is no page cache shared with the file yet.)
+    let host_shared = writable_shared && file.ops.host_file().is_some();
     let anon_flags = if writable_shared { flags } else { (flags & !MAP_TYPE) | MAP_PRIVATE };
     let mm = task::mm();
     let r = (|| {
         let mut s = mm.space.write();
+        if !writable_shared {
+            // Private (or read-only shared): pages come from the file when
+            // first touched, a few at a time.
+            let fr = crate::mm::addrspace::FileRef { file: file.clone(), off };
+            let start = s.map_file_private(addr, len, prot, anon_flags, fr)?;
+            if flags & MAP_POPULATE != 0 {
+                let _ = s.populate(start, len_pages.min(size.saturating_sub(off)), false);
+            }
+            return Ok(start);
+        }
         let start = s.map_anon(addr, len, prot, anon_flags & !MAP_POPULATE)?;
         if prot == PROT_NONE {
             return Ok(start);
         }
         let file_end = size.saturating_sub(off).min(len_pages);
         let mut va = start;
-        if writable_shared {
+        if host_shared {
+            s.writeback.push(crate::mm::addrspace::WriteBack {
+                start,
+                end: start + len_pages,
+                off,
+                file: file.clone(),
+            });
+        }
+        if writable_shared && !host_shared {
             // In-memory file: its frames are the mapping.
             while va < start + file_end {
                 let pa = file.ops.page(&file, (off + (va - start)) / PAGE_SIZE)?;
@@ -109,9 +128,19 @@ fn map_file(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, off: u64) -> Sy
             return Ok(start);
         }
         let mut iovs: Vec<GuestIovec> = Vec::new();
+        if host_shared && file_end > 0 {
+            // The area's shared object owns the frames (fork and mremap
+            // aliases see the same ones): fault them in, then fill them.
+            s.populate(start, file_end, true)?;
+        }
         while va < start + file_end {
-            let pa = frame::alloc_frame(Zero::Yes).ok_or(Errno::ENOMEM)?;
-            s.map_frame(va, pa, prot)?;
+            let pa = if host_shared {
+                s.frame_at(va).ok_or(Errno::ENOMEM)?
+            } else {
+                let pa = frame::alloc_frame(Zero::Yes).ok_or(Errno::ENOMEM)?;
+                s.map_frame(va, pa, prot)?;
+                pa
+            };
             match iovs.last_mut() {
                 Some(last) if last.gpa + last.len == pa => last.len += PAGE_SIZE,
                 _ => iovs.push(GuestIovec { gpa: pa, len: PAGE_SIZE }),

@@ -99,7 +99,8 @@ pub fn execve(path: &[u8], argv: &[Vec<u8>], envp: &[Vec<u8>], frame: &mut TrapF
     let p = t.process.clone();
     let creds = p.creds.lock().clone();
     let fs_ref = p.fs.lock().clone();
-    let ctx = fs_ref.lock();
+    // A copy: resolution may read this context again (/proc/self/cwd...).
+    let ctx = crate::fs::vfs::copy_context(&fs_ref);
     // `#!` scripts: the interpreter runs with the script's path as argument.
     let mut argv: Vec<Vec<u8>> = argv.to_vec();
     let mut prog: Vec<u8> = path.to_vec();
@@ -127,8 +128,7 @@ pub fn execve(path: &[u8], argv: &[Vec<u8>], envp: &[Vec<u8>], frame: &mut TrapF
     let (mmap_base, stack_top) = loader::layout_randomised();
     let mut space = AddressSpace::new(mmap_base).ok_or(Errno::ENOMEM)?;
     let img = loader::load_elf(&mut space, &file, &ctx, &creds)?;
-    drop(file);
-    drop(ctx);
+    let exe_file = file;
     space.brk_start = img.brk_start;
     space.brk = img.brk_start;
     let argv_refs: Vec<&[u8]> = argv.iter().map(|a| a.as_slice()).collect();
@@ -174,8 +174,12 @@ pub fn execve(path: &[u8], argv: &[Vec<u8>], envp: &[Vec<u8>], frame: &mut TrapF
     *p.files.lock() = Arc::new(SpinLock::new(files));
     drop(closed);
     *p.exe.lock() = abs.clone();
+    let old_exe = p.exe_file.lock().replace(exe_file);
+    drop(old_exe);
     p.did_exec.store(true, Ordering::Relaxed);
-    let base = abs.rsplit(|&c| c == b'/').next().unwrap_or(&abs);
+    // The command name comes from the path given to execve (a symlink's
+    // name, the script's name), /proc/self/exe from the file itself.
+    let base = path.rsplit(|&c| c == b'/').next().unwrap_or(path);
     let mut comm = [0u8; 16];
     let n = base.len().min(15);
     comm[..n].copy_from_slice(&base[..n]);

@@ -97,7 +97,7 @@ fn build(
             pp.mm.lock().clone()
         } else {
             let m = pp.mm.lock().clone();
-            let child = m.space.read().fork().ok_or(Errno::ENOMEM);
+            let child = m.space.write().fork().ok_or(Errno::ENOMEM);
             // The parent's writable pages became read-only: flush them everywhere.
             m.finish();
             Mm::from_space(child?)
@@ -131,6 +131,7 @@ fn build(
             creds: SpinLock::new(pp.creds.lock().clone()),
             rlimits: SpinLock::new(*pp.rlimits.lock()),
             exe: SpinLock::new(pp.exe.lock().clone()),
+            exe_file: SpinLock::new(pp.exe_file.lock().clone()),
             fs: SpinLock::new(if f & CLONE_FS != 0 {
                 pp.fs.lock().clone()
             } else {

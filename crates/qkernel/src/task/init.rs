@@ -93,6 +93,7 @@ pub fn new_process(pid: u32, mm: Arc<Mm>, creds: Creds, exe: Vec<u8>, cwd: Vec<u
         creds: SpinLock::new(creds),
         rlimits: SpinLock::new(default_rlimits()),
         exe: SpinLock::new(exe),
+        exe_file: SpinLock::new(None),
         fs: SpinLock::new(crate::fs::vfs::initial_context(&cwd, &creds_for_fs)),
         exit_signal: AtomicU32::new(0),
         children_cpu_ns: AtomicU64::new(0),
@@ -135,15 +136,14 @@ pub fn spawn_init(args: &InitArgs) -> Result<(), (Errno, Vec<u8>)> {
     let h = args.header;
     let creds = Creds::initial(h.uid, h.gid);
     let ctx_ref = crate::fs::vfs::initial_context(args.cwd(), &creds);
-    let ctx = ctx_ref.lock();
+    // A copy: resolution may read this context again (/proc/self/cwd...).
+    let ctx = crate::fs::vfs::copy_context(&ctx_ref);
     let (path, file) = resolve(name, &envp, args.cwd(), &ctx, &creds)?;
     let fail = |e: Errno| (e, path.clone());
 
     let (mmap_base, stack_top) = loader::layout_randomised();
     let mut space = AddressSpace::new(mmap_base).ok_or_else(|| fail(Errno::ENOMEM))?;
     let img = loader::load_elf(&mut space, &file, &ctx, &creds).map_err(fail)?;
-    drop(file);
-    drop(ctx);
     space.brk_start = img.brk_start;
     space.brk = img.brk_start;
     let hwcap = core::arch::x86_64::__cpuid(1).edx as u64;
@@ -166,7 +166,17 @@ pub fn spawn_init(args: &InitArgs) -> Result<(), (Errno, Vec<u8>)> {
     )
     .map_err(fail)?;
     let tid = pid::alloc().map_err(fail)?;
-    let process =
-        new_process(tid, Mm::from_space(space), Creds::initial(h.uid, h.gid), path.clone(), args.cwd().to_vec());
-    start(process, tid, TrapFrame { rip: img.entry, rsp: sp, ..TrapFrame::default() }).map_err(fail)
+    let exe = file.path.as_ref().map(|p| p.absolute(&ctx.root)).unwrap_or_else(|| path.clone());
+    let process = new_process(tid, Mm::from_space(space), Creds::initial(h.uid, h.gid), exe, args.cwd().to_vec());
+    *process.exe_file.lock() = Some(file);
+    start(process.clone(), tid, TrapFrame { rip: img.entry, rsp: sp, ..TrapFrame::default() }).map_err(fail)?;
+    // As after an execve: the command name is the base of the path given.
+    if let Some(t) = process.threads.lock().first() {
+        let base = path.rsplit(|&c| c == b'/').next().unwrap_or(&path);
+        let mut comm = [0u8; 16];
+        let n = base.len().min(15);
+        comm[..n].copy_from_slice(&base[..n]);
+        *t.comm.lock() = comm;
+    }
+    Ok(())
 }

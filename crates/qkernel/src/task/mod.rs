@@ -237,6 +237,8 @@ pub struct Process {
     pub rlimits: SpinLock<[Rlimit; RLIM_NLIMITS]>,
     /// Path of the executable (for /proc/self/exe).
     pub exe: SpinLock<Vec<u8>>,
+    /// The executable's open file (writes to it fail with ETXTBSY).
+    pub exe_file: SpinLock<Option<Arc<crate::fs::file::File>>>,
     /// Root, working directory and umask (shared with CLONE_FS).
     pub fs: SpinLock<crate::fs::path::FsRef>,
     /// Signal sent to the parent when this process exits (usually SIGCHLD).
@@ -416,6 +418,7 @@ pub fn interruptible_sleep(t: &Task, on: bool) {
 /// acts on them: signals for init are delivered as coming from outside the
 /// sandbox (so SIGKILL/SIGSTOP are honoured even by init).
 pub fn poll_host_events() {
+    crate::net::events::drain();
     // SAFETY: the host-events word lives in guest RAM (direct map); the host
     // only ever ORs bits in, we take them atomically.
     let word = unsafe { &*(qlib::layout::phys_to_virt(qlib::layout::HOST_EVENTS_PA) as *const AtomicU64) };

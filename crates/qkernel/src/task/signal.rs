@@ -324,6 +324,7 @@ fn send_to_task_from(t: &Arc<Task>, sig: u32, info: SigInfo, from_host: bool) ->
         return false;
     }
     signal_wake(t, sig);
+    crate::fs::signalfd::notify();
     true
 }
 
@@ -360,6 +361,7 @@ fn send_to_process_from(p: &Arc<Process>, sig: u32, info: SigInfo, from_host: bo
     if !p.shared_pending.lock().push(info, limit) {
         return false;
     }
+    crate::fs::signalfd::notify();
     let threads = p.threads.lock().clone();
     // Prefer a thread that does not block it; wake all for fatal signals.
     let fatal = sig == SIGKILL;

@@ -21,6 +21,8 @@ pub enum Action {
     RealTimer(Weak<Process>),
     /// A POSIX timer of a process (index into its table, generation).
     Posix(Weak<Process>, usize, u64),
+    /// Tell a waker (timerfd).
+    Notify(Arc<dyn super::wait::Waker>),
 }
 
 /// Identifies an armed timer (for cancelling).
@@ -134,6 +136,7 @@ pub fn run_expired() {
                     super::signal::posix_timer_fired(&p, index, generation, now);
                 }
             }
+            Action::Notify(w) => w.wake(),
         }
     }
 }

@@ -48,15 +48,6 @@ const CLONE_NEWIPC: u64 = 0x0800_0000;
 const CLONE_NEWPID: u64 = 0x2000_0000;
 const CLONE_NEWNET: u64 = 0x4000_0000;
 
-/// Which network namespace the sandbox uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NetMode {
-    /// A fresh namespace (the default).
-    None,
-    /// The host's namespace.
-    Host,
-}
-
 /// In the parent: a new PID namespace for the child it forks next (the
 /// child is PID 1 of it, so nothing it leaves behind survives it).
 pub fn unshare_pid_namespace() -> Result<(), ConfineError> {
@@ -64,11 +55,11 @@ pub fn unshare_pid_namespace() -> Result<(), ConfineError> {
     step("unshare(PID)", unsafe { sys::syscall3(nr::UNSHARE, CLONE_NEWPID, 0, 0) }).map(|_| ())
 }
 
-/// In the child: new mount, UTS, IPC and (unless sharing the host's)
-/// network namespaces.
-pub fn unshare_namespaces(net: &NetMode) -> Result<(), ConfineError> {
+/// In the child: new mount, UTS, IPC and (when `new_net`, i.e. `--net none`)
+/// network namespaces (`hostnet::netns::Mode::unshares`).
+pub fn unshare_namespaces(new_net: bool) -> Result<(), ConfineError> {
     let mut flags = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC;
-    if *net == NetMode::None {
+    if new_net {
         flags |= CLONE_NEWNET;
     }
     // SAFETY: integer argument.

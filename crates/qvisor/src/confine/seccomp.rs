@@ -172,15 +172,27 @@ pub const KVM_IOCTLS: &[u64] =
 /// Builds the filter.
 pub fn build() -> Vec<Insn> {
     use Target::*;
+    // Local ALLOW/KILL returns right after the plain allow-list: the
+    // fragments below make the shared ones at the end too far for an 8-bit
+    // jump.
+    const EARLY_KILL: usize = 10;
+    const EARLY_ALLOW: usize = 11;
+    const REST: usize = 12;
     let mut ops = vec![
         Op::Load(OFF_ARCH),
-        Op::Jump { code: BPF_JMP_JEQ_K, k: AUDIT_ARCH_X86_64, t: Next, f: Kill },
+        Op::Jump { code: BPF_JMP_JEQ_K, k: AUDIT_ARCH_X86_64, t: Next, f: Label(EARLY_KILL) },
         Op::Load(OFF_NR),
-        Op::Jump { code: BPF_JMP_JGE_K, k: X32_SYSCALL_BIT, t: Kill, f: Next },
+        Op::Jump { code: BPF_JMP_JGE_K, k: X32_SYSCALL_BIT, t: Label(EARLY_KILL), f: Next },
     ];
-    for &n in ALLOWED {
-        ops.push(Op::Jump { code: BPF_JMP_JEQ_K, k: n as u32, t: Allow, f: Next });
+    for (i, &n) in ALLOWED.iter().enumerate() {
+        let f = if i + 1 == ALLOWED.len() { Label(REST) } else { Next };
+        ops.push(Op::Jump { code: BPF_JMP_JEQ_K, k: n as u32, t: Label(EARLY_ALLOW), f });
     }
+    ops.push(Op::Label(EARLY_KILL));
+    ops.push(Op::Ret(SECCOMP_RET_KILL_PROCESS));
+    ops.push(Op::Label(EARLY_ALLOW));
+    ops.push(Op::Ret(SECCOMP_RET_ALLOW));
+    ops.push(Op::Label(REST));
     // The file service's calls with their argument rules (docs/hostfs.md),
     // after the calls allowed with any arguments so its rules only narrow
     // calls the base list does not allow; falls through with the number
@@ -190,6 +202,10 @@ pub fn build() -> Vec<Insn> {
     const MMAP: usize = 2;
     const OPENAT2: usize = 3;
     const CLONE3: usize = 4;
+    // The socket service's calls (docs/hostnet.md): its own argument rules,
+    // falling through with the number reloaded (so its ioctl requests are
+    // judged before the ioctl branch below).
+    ops.extend(crate::hostnet::seccomp::fragment().into_iter().map(Op::Raw));
     ops.push(Op::Jump { code: BPF_JMP_JEQ_K, k: nr::OPENAT2 as u32, t: Label(OPENAT2), f: Next });
     ops.extend(crate::hostfs::seccomp::fragment().into_iter().map(Op::Raw));
     ops.push(Op::Jump { code: BPF_JMP_JEQ_K, k: nr::IOCTL as u32, t: Label(IOCTL), f: Next });
@@ -305,6 +321,10 @@ mod tests {
         assert_eq!(run(nr::IOCTL, [1, tty::TCGETS, 0, 0, 0, 0]), SECCOMP_RET_ALLOW);
         assert_eq!(run(nr::MMAP, [0, 4096, 3, 0x22, 0, 0]), SECCOMP_RET_ALLOW);
         assert_eq!(run(nr::OPENAT2, [ROOT as u64, 0, 0, 24, 0, 0]), SECCOMP_RET_ALLOW);
+        // Host sockets of the network service (docs/hostnet.md).
+        assert_eq!(run(nr::SOCKET, [2, 1, 0, 0, 0, 0]), SECCOMP_RET_ALLOW);
+        assert_eq!(run(nr::IOCTL, [700, 0x541b, 0, 0, 0, 0]), SECCOMP_RET_ALLOW);
+        assert_eq!(run(nr::EPOLL_WAIT, [9, 0, 0, 0, 0, 0]), SECCOMP_RET_ALLOW);
     }
 
     #[test]
@@ -323,6 +343,9 @@ mod tests {
         assert_eq!(run(nr::MPROTECT, [0x1000, 4096, 5, 0, 0, 0]), SECCOMP_RET_KILL_PROCESS);
         // openat2 never relative to the VMM's working directory.
         assert_eq!(run(nr::OPENAT2, [(-100i64) as u64, 0, 0, 24, 0, 0]), SECCOMP_RET_KILL_PROCESS);
+        // The test hook's forbidden call, and sockets the service never makes.
+        assert_eq!(run(nr::SOCKETPAIR, [1, 1, 0, 0, 0, 0]), SECCOMP_RET_KILL_PROCESS);
+        assert_eq!(run(nr::SOCKET, [17, 3, 0, 0, 0, 0]), SECCOMP_RET_KILL_PROCESS);
         // clone3 reports ENOSYS; x32 and foreign architectures die.
         assert_eq!(run(nr::CLONE3, [0; 6]), SECCOMP_RET_ERRNO | 38);
         assert_eq!(run(nr::READ | X32_SYSCALL_BIT as u64, [0; 6]), SECCOMP_RET_KILL_PROCESS);

@@ -12,6 +12,7 @@ import {
   newSandboxId,
   runSandbox,
   withDefaultPath,
+  type NetMode,
   type SandboxOptions,
 } from '../sandbox.js';
 
@@ -35,7 +36,7 @@ export interface RunArgs extends OciGlobalArgs {
   user?: string;
   hostname?: string;
   'pids-limit'?: number;
-  net?: 'none' | 'host';
+  net?: NetMode;
   debug?: boolean;
   log?: string;
   id?: string;
@@ -82,9 +83,14 @@ export const runOptions = {
   hostname: { type: 'string', describe: 'Hostname inside the sandbox (default: the sandbox id)' },
   'pids-limit': { type: 'number', default: 1024, describe: 'Most tasks inside the sandbox' },
   net: {
-    choices: ['none', 'host'],
+    type: 'string',
     default: 'none',
-    describe: "Network: a fresh namespace (none) or the host's",
+    describe:
+      "Network: none (a fresh namespace with loopback only), host (the host's namespace, including services on its loopback) or ns:PATH (an existing namespace, e.g. ns:/run/netns/NAME)",
+    coerce: (v: string): NetMode => {
+      if (v === 'none' || v === 'host' || /^ns:\/./.test(v)) return v as NetMode;
+      throw new Error(`invalid --net ${JSON.stringify(v)}: use none, host or ns:/path/to/netns`);
+    },
   },
   debug: {
     type: 'boolean',

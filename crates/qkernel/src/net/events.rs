@@ -1,0 +1,80 @@
+//! Readiness events from the host (docs/hostnet.md, "Readiness").
+//!
+//! The VMM's notifier thread posts `{handle, revents}` pairs into an shmq
+//! SPSC ring in the host-events page and interrupts vCPU 0 only when the
+//! guest armed `HostEvents::net_armed`. [`drain`] (called from the wake
+//! interrupt and the idle loop) re-arms first, then empties the ring: each
+//! event ORs its bits into the socket's readiness word and wakes the
+//! socket's wait queue (tasks parked in blocking calls, poll/select and
+//! epoll watchers). Events for handles the guest no longer has are ignored.
+
+use super::inet::InetSocket;
+use crate::sync::SpinLock;
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::sync::{Arc, Weak};
+use core::sync::atomic::{AtomicU64, Ordering};
+use qlib::layout::{phys_to_virt, HostEvents, HOST_EVENTS_PA, NET_EVENTS_OFFSET, NET_EVENTS_SIZE};
+use shmq::{spsc, Poll, Region};
+
+type Consumer = spsc::Consumer<'static, [u64; 2], Poll>;
+
+/// Sockets by host handle.
+static SOCKETS: SpinLock<BTreeMap<u64, Weak<InetSocket>>> = SpinLock::new(BTreeMap::new());
+/// The ring's consumer end (attached at the first drain).
+static RING: SpinLock<Option<Consumer>> = SpinLock::new(None);
+
+/// Registers a socket for its host handle's events.
+pub fn register(handle: u64, s: &Arc<InetSocket>) {
+    SOCKETS.lock().insert(handle, Arc::downgrade(s));
+}
+
+/// Forgets a handle (the socket is being closed).
+pub fn unregister(handle: u64) {
+    SOCKETS.lock().remove(&handle);
+}
+
+fn armed() -> &'static AtomicU64 {
+    let at = phys_to_virt(HOST_EVENTS_PA) + core::mem::offset_of!(HostEvents, net_armed) as u64;
+    // SAFETY: an 8-byte aligned word of the host-events page (direct map),
+    // which both sides access only atomically.
+    unsafe { &*(at as *const AtomicU64) }
+}
+
+fn attach() -> Option<Consumer> {
+    let base = phys_to_virt(HOST_EVENTS_PA + NET_EVENTS_OFFSET) as *mut u8;
+    // SAFETY: the ring lives in the host-events page of guest RAM (direct
+    // map, never unmapped), initialised by the VMM before the guest started,
+    // and is accessed only through shmq (atomics and raw copies).
+    let region = unsafe { Region::new(base, NET_EVENTS_SIZE as usize) }.ok()?;
+    let region: &'static Region = Box::leak(Box::new(region));
+    spsc::Consumer::attach(region, 0, Poll).ok()
+}
+
+/// Takes the posted events and applies them (interrupt and idle context).
+pub fn drain() {
+    let Some(mut ring) = RING.try_lock() else { return };
+    if ring.is_none() {
+        *ring = attach();
+    }
+    let Some(c) = ring.as_mut() else { return };
+    // Arm before looking: an event posted after our last look then finds
+    // the word set and interrupts us.
+    if armed().load(Ordering::Relaxed) == 0 {
+        armed().store(1, Ordering::SeqCst);
+    }
+    core::sync::atomic::fence(Ordering::SeqCst);
+    let mut buf = [[0u64; 2]; 32];
+    loop {
+        let n = c.try_pop_into(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        for &[handle, revents] in &buf[..n] {
+            let s = SOCKETS.lock().get(&handle).and_then(Weak::upgrade);
+            if let Some(s) = s {
+                s.on_event(revents as u32);
+            }
+        }
+    }
+}
