@@ -224,7 +224,8 @@ pub fn schedule() {
 /// task, which saves two context switches and the FPU save/restore (hundreds
 /// of emulated instructions on kvm_pvm hosts). While halted the vCPU counts
 /// as idle, so wakers and new work on other vCPUs send an IPI; timers, TLB
-/// shootdowns and host events are handled by their interrupts as usual.
+/// shootdowns and host events are handled by their interrupts as usual. (It
+/// does not steal work from other vCPUs meanwhile, as the idle loop would.)
 pub fn schedule_or_halt() {
     let c = percpu::cpu_index();
     let cur = super::current();
