@@ -7,7 +7,7 @@
 // Groups: lint, typecheck, cargo-test, unit, models, guest, integration.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { ensureNodeModules, ensurePrereqs, findFiles, must, root, run } from './lib.mjs';
 
 /** rustc's known warning about disabling SSE on the host target (docs/building.md), repeated per crate. */
@@ -31,10 +31,37 @@ const only = onlyArg >= 0 ? new Set((args[onlyArg + 1] ?? '').split(',').filter(
 const noBuild = args.includes('--no-build');
 
 const kernelDir = join(root, 'crates', 'qkernel');
-const ava = (globs) => () => {
+/** Lines naming failed tests, reprinted under the summary so a log's tail says what failed. */
+const failures = [];
+
+/** Runs ava on the files, streaming its output and remembering the lines of failed tests. */
+const ava = (globs) => async () => {
   const files = globs.flatMap(([dir, re]) => findFiles(dir, re));
   if (files.length === 0) return 'empty';
-  return run('npx', ['ava', ...files]);
+  const child = spawn('npx', ['ava', ...files], { cwd: root, stdio: ['inherit', 'pipe', 'pipe'] });
+  let partial = '';
+  const scan = (chunk) => {
+    const text = partial + chunk.toString();
+    const lines = text.split('\n');
+    partial = lines.pop() ?? '';
+    for (const l of lines) if (/✘|\[fail\]|Timed out while running|Uncaught exception/.test(l)) failures.push(l.trim());
+  };
+  child.stdout.on('data', (c) => {
+    process.stdout.write(c);
+    scan(c);
+  });
+  child.stderr.on('data', (c) => {
+    process.stderr.write(c);
+    scan(c);
+  });
+  const code = await new Promise((res) => {
+    child.on('error', (e) => {
+      console.error(`npx ava: ${e.message}`);
+      res(1);
+    });
+    child.on('close', (c) => res(c ?? 1));
+  });
+  return code === 0;
 };
 
 /** Each group returns true (passed), false (failed) or 'empty' (nothing to run). */
@@ -87,7 +114,7 @@ for (const [name, fn] of groups) {
   if (only && !only.has(name)) continue;
   console.log(`\n=== ${name}`);
   const t = Date.now();
-  const r = fn();
+  const r = await fn();
   const status = r === 'empty' ? 'empty' : r ? 'ok' : 'FAILED';
   results.push([name, status, Date.now() - t]);
   console.log(`=== ${name}: ${status} in ${((Date.now() - t) / 1000).toFixed(1)} s`);
@@ -98,4 +125,8 @@ for (const [name, status, ms] of results) {
   console.log(`${name.padEnd(13)} ${status.padEnd(9)} ${(ms / 1000).toFixed(1).padStart(6)} s`);
 }
 console.log(`total                   ${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s`);
+if (failures.length > 0) {
+  console.log('\nfailed tests:');
+  for (const l of [...new Set(failures)]) console.log(`  ${l}`);
+}
 process.exit(results.some(([, s]) => s === 'FAILED') ? 1 : 0);
