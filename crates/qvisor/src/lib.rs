@@ -8,6 +8,7 @@ pub mod confine;
 pub mod cpuid;
 pub mod events;
 pub mod flavour;
+pub mod handles;
 pub mod hostfs;
 pub mod hostnet;
 pub mod hostq;
