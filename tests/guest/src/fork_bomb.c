@@ -1,9 +1,9 @@
 // issue: 4
-// pids-limit: 64
+// pids-limit: 32
 // timeout: 20
-/* A fork bomb against the task limit (`--pids-limit 64` in the sandbox; a pids
- * cgroup with pids.max 64 natively). Phase 1: fork children that wait, until
- * fork fails: it must fail with EAGAIN after at least 8 and fewer than 64
+/* A fork bomb against the task limit (`--pids-limit 32` in the sandbox; a pids
+ * cgroup with pids.max 32 natively). Phase 1: fork children that wait, until
+ * fork fails: it must fail with EAGAIN after at least 8 and fewer than 32
  * children. Phase 2: a recursive bomb (every process forks two children, six
  * levels deep, all staying alive until every process is done forking), which
  * must hit the limit. Afterwards every process is reaped, the program
@@ -68,9 +68,9 @@ int main(void) {
     }
     kids[n] = c;
   }
-  say("phase 1: fork until it fails: %s, after at least 8 and fewer than 64 children: %s\n", errname(err),
-      yesno(n >= 8 && n < 64));
-  CHECK(err == EAGAIN && n >= 8 && n < 64, "flat bomb: %d children, %s", n, errname(err));
+  say("phase 1: fork until it fails: %s, after at least 8 and fewer than 32 children: %s\n", errname(err),
+      yesno(n >= 8 && n < 32));
+  CHECK(err == EAGAIN && n >= 8 && n < 32, "flat bomb: %d children, %s", n, errname(err));
   futex_set_wake(&sh[0], 1);
   int reaped = 0;
   for (int i = 0; i < n; i++) {

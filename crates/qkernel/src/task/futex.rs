@@ -11,13 +11,12 @@
 //! take the same lock, so a wake between the check and the sleep cannot be
 //! lost.
 
-use super::wait::{WaitQueue, WaitResult};
-use super::{current_arc, Process, Task};
+use super::wait::WaitResult;
+use super::{current_arc, sched, Process, Task};
 
 use crate::arch::x86_64::usercopy::{get_user_u64, read_user, write_user};
 use crate::mm::addrspace::Access;
 use crate::sync::SpinLock;
-use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -52,15 +51,33 @@ enum Key {
     Shared(u64),
 }
 
-struct Waiter {
-    bitset: u32,
-    woken: AtomicBool,
-    queue: WaitQueue,
-    /// Set when requeued: the key it now waits on.
-    key: SpinLock<Key>,
+impl Key {
+    /// The bucket this key hashes to.
+    fn bucket(&self) -> usize {
+        let x = match *self {
+            Key::Private(mm, addr) => mm ^ (addr >> 2),
+            Key::Shared(pa) => pa >> 2,
+        };
+        (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - BUCKET_BITS)) as usize
+    }
 }
 
-static BUCKETS: SpinLock<BTreeMap<Key, Vec<Arc<Waiter>>>> = SpinLock::new(BTreeMap::new());
+/// A task sleeping on a futex.
+struct Waiter {
+    /// The key it waits on (a requeue changes it; read and written under
+    /// the lock of the bucket it is in).
+    key: SpinLock<Key>,
+    bitset: u32,
+    woken: AtomicBool,
+    task: Arc<Task>,
+}
+
+/// Hashed wait lists: operations on different futexes rarely share a lock,
+/// and a wake-up is done after the bucket lock is released (it may send an
+/// IPI), so another vCPU never spins on a bucket for long.
+const BUCKET_BITS: u32 = 6;
+static BUCKETS: [SpinLock<Vec<Arc<Waiter>>>; 1 << BUCKET_BITS] =
+    [const { SpinLock::new(Vec::new()) }; 1 << BUCKET_BITS];
 
 /// Resolves the key of the futex word at `uaddr` in process `p`.
 fn key_of(p: &Process, uaddr: u64, private: bool) -> Result<Key, Errno> {
@@ -94,33 +111,31 @@ pub fn wait(uaddr: u64, val: u32, private: bool, bitset: u32, deadline: Option<u
     }
     let me = current_arc();
     let key = key_of(&me.process, uaddr, private)?;
-    // Fault the word in before taking the bucket lock (reading it there must
-    // not sleep).
+    // Fault the word in before taking the bucket lock.
     let _ = read_u32(uaddr)?;
-    let w =
-        Arc::new(Waiter { bitset, woken: AtomicBool::new(false), queue: WaitQueue::new(), key: SpinLock::new(key) });
+    let w = Arc::new(Waiter { key: SpinLock::new(key), bitset, woken: AtomicBool::new(false), task: me });
     {
-        let mut b = BUCKETS.lock();
+        let mut b = BUCKETS[key.bucket()].lock();
         if read_u32(uaddr)? != val {
             return Err(Errno::EAGAIN);
         }
-        b.entry(key).or_default().push(w.clone());
+        b.push(w.clone());
     }
-    let r = w.queue.wait_until(|| w.woken.load(Ordering::Acquire), true, deadline);
-    if w.woken.load(Ordering::Acquire) {
+    let r = super::wait::wait_on(&[], || w.woken.load(Ordering::SeqCst), true, deadline);
+    if w.woken.load(Ordering::SeqCst) {
         return Ok(0);
     }
     // Not woken: leave the bucket (wherever a requeue moved us).
-    let mut b = BUCKETS.lock();
-    let k = *w.key.lock();
-    if let Some(list) = b.get_mut(&k) {
-        list.retain(|x| !Arc::ptr_eq(x, &w));
-        if list.is_empty() {
-            b.remove(&k);
+    loop {
+        let k = *w.key.lock();
+        let mut b = BUCKETS[k.bucket()].lock();
+        if *w.key.lock() != k {
+            continue; // requeued meanwhile
         }
+        b.retain(|x| !Arc::ptr_eq(x, &w));
+        break;
     }
-    drop(b);
-    if w.woken.load(Ordering::Acquire) {
+    if w.woken.load(Ordering::SeqCst) {
         return Ok(0);
     }
     match r {
@@ -131,24 +146,35 @@ pub fn wait(uaddr: u64, val: u32, private: bool, bitset: u32, deadline: Option<u
     }
 }
 
-fn wake_key(b: &mut BTreeMap<Key, Vec<Arc<Waiter>>>, key: Key, n: u32, bitset: u32) -> u32 {
-    let mut woken = 0;
-    if let Some(list) = b.get_mut(&key) {
-        let mut i = 0;
-        while i < list.len() && woken < n {
-            if list[i].bitset & bitset != 0 {
-                let w = list.remove(i);
-                w.woken.store(true, Ordering::Release);
-                w.queue.wake_all();
-                woken += 1;
-            } else {
-                i += 1;
-            }
-        }
-        if list.is_empty() {
-            b.remove(&key);
+/// Takes up to `n` waiters on `key` whose bitset matches out of its bucket
+/// (the caller holds the bucket lock) and marks them woken; the caller wakes
+/// their tasks once the lock is released.
+fn take_waiters(list: &mut Vec<Arc<Waiter>>, key: Key, n: u32, bitset: u32, out: &mut Vec<Arc<Waiter>>) -> u32 {
+    let mut taken = 0;
+    let mut i = 0;
+    while i < list.len() && taken < n {
+        if *list[i].key.lock() == key && list[i].bitset & bitset != 0 {
+            let w = list.remove(i);
+            w.woken.store(true, Ordering::SeqCst);
+            out.push(w);
+            taken += 1;
+        } else {
+            i += 1;
         }
     }
+    taken
+}
+
+fn wake_all_taken(ws: Vec<Arc<Waiter>>) {
+    for w in ws {
+        sched::wake(&w.task);
+    }
+}
+
+fn wake_key(key: Key, n: u32, bitset: u32) -> u32 {
+    let mut ws = Vec::new();
+    let woken = take_waiters(&mut BUCKETS[key.bucket()].lock(), key, n, bitset, &mut ws);
+    wake_all_taken(ws);
     woken
 }
 
@@ -158,13 +184,30 @@ pub fn wake(uaddr: u64, n: u32, private: bool, bitset: u32) -> Result<u64, Errno
         return Err(Errno::EINVAL);
     }
     let key = key_of(&current_arc().process, uaddr, private)?;
-    Ok(wake_key(&mut BUCKETS.lock(), key, n, bitset) as u64)
+    Ok(wake_key(key, n, bitset) as u64)
 }
 
 /// Wakes waiters on `uaddr` of process `p` (CLONE_CHILD_CLEARTID at exit).
 pub fn wake_address(p: &Process, uaddr: u64, n: u32) {
     if let Ok(key) = key_of(p, uaddr, false) {
-        wake_key(&mut BUCKETS.lock(), key, n, op::BITSET_MATCH_ANY);
+        wake_key(key, n, op::BITSET_MATCH_ANY);
+    }
+}
+
+/// A locked bucket.
+type BucketGuard = crate::sync::SpinGuard<'static, Vec<Arc<Waiter>>>;
+
+/// Locks the buckets of two keys (once when they share one), in index order.
+fn lock_two(k1: Key, k2: Key) -> (BucketGuard, Option<BucketGuard>) {
+    let (b1, b2) = (k1.bucket(), k2.bucket());
+    if b1 == b2 {
+        (BUCKETS[b1].lock(), None)
+    } else if b1 < b2 {
+        let g1 = BUCKETS[b1].lock();
+        (g1, Some(BUCKETS[b2].lock()))
+    } else {
+        let g2 = BUCKETS[b2].lock();
+        (BUCKETS[b1].lock(), Some(g2))
     }
 }
 
@@ -181,29 +224,39 @@ pub fn requeue(
     let k1 = key_of(&p, uaddr, private)?;
     let k2 = key_of(&p, uaddr2, private)?;
     let _ = read_u32(uaddr)?;
-    let mut b = BUCKETS.lock();
-    if let Some(c) = cmp {
-        if read_u32(uaddr)? != c {
-            return Err(Errno::EAGAIN);
-        }
-    }
-    let woken = wake_key(&mut b, k1, n_wake, op::BITSET_MATCH_ANY);
-    let mut moved = 0;
-    if k1 != k2 {
-        if let Some(list) = b.get_mut(&k1) {
-            let take = (n_move as usize).min(list.len());
-            let movers: Vec<Arc<Waiter>> = list.drain(..take).collect();
-            if list.is_empty() {
-                b.remove(&k1);
+    let mut ws = Vec::new();
+    let total = {
+        let (mut g1, mut g2) = lock_two(k1, k2);
+        if let Some(c) = cmp {
+            if read_u32(uaddr)? != c {
+                return Err(Errno::EAGAIN);
             }
-            for w in movers {
-                *w.key.lock() = k2;
-                b.entry(k2).or_default().push(w);
+        }
+        let woken = take_waiters(&mut g1, k1, n_wake, op::BITSET_MATCH_ANY, &mut ws);
+        let mut moved = 0;
+        if k1 != k2 {
+            let mut i = 0;
+            while i < g1.len() && moved < n_move {
+                if *g1[i].key.lock() != k1 {
+                    i += 1;
+                    continue;
+                }
+                *g1[i].key.lock() = k2;
                 moved += 1;
+                if g2.is_some() {
+                    let w = g1.remove(i);
+                    if let Some(g2) = g2.as_mut() {
+                        g2.push(w);
+                    }
+                } else {
+                    i += 1;
+                }
             }
         }
-    }
-    Ok((woken + moved) as u64)
+        woken + moved
+    };
+    wake_all_taken(ws);
+    Ok(total as u64)
 }
 
 /// FUTEX_WAKE_OP: atomically applies an operation to `*uaddr2`, wakes
@@ -223,6 +276,9 @@ pub fn wake_op(uaddr: u64, n: u32, uaddr2: u64, n2: u32, encoded: u32, private: 
         }
         oparg = 1 << oparg;
     }
+    if opcode > 4 || cmp > 5 {
+        return Err(Errno::ENOSYS);
+    }
     // The word is changed through its frame, atomically with respect to
     // other vCPUs (and user code).
     let mm = p.mm.lock().clone();
@@ -230,34 +286,49 @@ pub fn wake_op(uaddr: u64, n: u32, uaddr2: u64, n2: u32, encoded: u32, private: 
         let s = mm.space.read();
         s.fault(uaddr2, Access::Write).map_err(|_| Errno::EFAULT)?;
     }
-    let pa = mm.space.read().frame_at(uaddr2).ok_or(Errno::EFAULT)? + uaddr2 % PAGE_SIZE;
+    let old = {
+        let s = mm.space.read();
+        let pa = s.frame_at(uaddr2).ok_or(Errno::EFAULT)? + uaddr2 % PAGE_SIZE;
+        // SAFETY: the frame is mapped writable in the caller's space and
+        // stays allocated while the shared lock is held (unmapping needs the
+        // exclusive one); the word is 4-byte aligned (checked by key_of).
+        let word = unsafe { &*(phys_to_virt(pa) as *const AtomicU32) };
+        match opcode {
+            0 => word.swap(oparg, Ordering::SeqCst),
+            1 => word.fetch_add(oparg, Ordering::SeqCst),
+            2 => word.fetch_or(oparg, Ordering::SeqCst),
+            3 => word.fetch_and(!oparg, Ordering::SeqCst),
+            _ => word.fetch_xor(oparg, Ordering::SeqCst),
+        }
+    };
+    // The buckets are locked after the change (a waiter that checks the word
+    // under its bucket lock either sees the new value or is found here), and
+    // without the address-space lock (waiters fault under bucket locks).
+    let mut ws = Vec::new();
+    let total = {
+        let (mut g1, mut g2) = lock_two(k1, k2);
+        let woken = take_waiters(&mut g1, k1, n, op::BITSET_MATCH_ANY, &mut ws);
+        let (o, c) = (old as i32, cmparg as i32);
+        let pass = match cmp {
+            0 => o == c,
+            1 => o != c,
+            2 => o < c,
+            3 => o <= c,
+            4 => o > c,
+            _ => o >= c,
+        };
+        let woken2 = if !pass {
+            0
+        } else if let Some(g2) = g2.as_mut() {
+            take_waiters(g2, k2, n2, op::BITSET_MATCH_ANY, &mut ws)
+        } else {
+            take_waiters(&mut g1, k2, n2, op::BITSET_MATCH_ANY, &mut ws)
+        };
+        woken + woken2
+    };
     mm.finish();
-    // SAFETY: the frame is mapped writable in the caller's space and stays
-    // allocated while we hold a reference (the caller's mapping); the word is
-    // 4-byte aligned (checked by key_of).
-    let word = unsafe { &*(phys_to_virt(pa) as *const AtomicU32) };
-    let mut b = BUCKETS.lock();
-    let old = match opcode {
-        0 => word.swap(oparg, Ordering::SeqCst),
-        1 => word.fetch_add(oparg, Ordering::SeqCst),
-        2 => word.fetch_or(oparg, Ordering::SeqCst),
-        3 => word.fetch_and(!oparg, Ordering::SeqCst),
-        4 => word.fetch_xor(oparg, Ordering::SeqCst),
-        _ => return Err(Errno::ENOSYS),
-    };
-    let woken = wake_key(&mut b, k1, n, op::BITSET_MATCH_ANY);
-    let (o, c) = (old as i32, cmparg as i32);
-    let pass = match cmp {
-        0 => o == c,
-        1 => o != c,
-        2 => o < c,
-        3 => o <= c,
-        4 => o > c,
-        5 => o >= c,
-        _ => return Err(Errno::ENOSYS),
-    };
-    let woken2 = if pass { wake_key(&mut b, k2, n2, op::BITSET_MATCH_ANY) } else { 0 };
-    Ok((woken + woken2) as u64)
+    wake_all_taken(ws);
+    Ok(total as u64)
 }
 
 /// Robust-list processing at thread exit: every futex the thread still

@@ -411,7 +411,9 @@ pub fn files() -> Arc<SpinLock<fd::FdTable>> {
 
 /// Marks whether `t`'s coming sleep may be interrupted by a signal.
 pub fn interruptible_sleep(t: &Task, on: bool) {
-    t.interruptible.store(on, Ordering::Release);
+    // SeqCst: a signal sender sets `sig_flag`, then reads this; the sleeper
+    // sets this, then reads `sig_flag` (see `wait::wait_on`).
+    t.interruptible.store(on, Ordering::SeqCst);
 }
 
 /// Takes the events the host posted (see `qlib::layout::HostEvents`) and

@@ -7,9 +7,32 @@
 //! back to user mode (slice expired, or a higher-priority wake-up).
 //!
 //! A run-queue lock is held across the context switch and released by the
-//! task switched to ([`finish_switch`]); `on_cpu` keeps a task that is being
-//! switched away from from being stolen by another vCPU before its context
-//! is saved.
+//! task switched to ([`finish_switch`]).
+//!
+//! # Who runs a task, and when it may be freed
+//!
+//! Three fields of a [`Task`] decide it; see README.md in this directory for
+//! the whole protocol and the races it closes.
+//!
+//! - `state` (Runnable, Sleeping, Stopped, Dead): only the task itself, while
+//!   it runs, leaves Runnable; a waker moves Sleeping -> Runnable with a
+//!   compare-exchange, so exactly one waker "owns" each wake-up.
+//! - `on_rq`: the task is in a run queue. Queues have different locks, so it
+//!   is claimed with an atomic swap before a push ([`enqueue`]): a task is
+//!   in one queue at most. Queue entries may be stale (the task was queued,
+//!   then ran from elsewhere and slept or died): whoever takes an entry out
+//!   clears `on_rq` and *then* looks at `state` (SeqCst on both sides, as a
+//!   waker sets `state` and then swaps `on_rq`), and drops non-runnable ones.
+//! - `on_cpu`: the right to run the task. A vCPU claims it with a
+//!   compare-exchange when it takes the task out of a queue ([`pop_next`],
+//!   [`steal`]) and gives it back after the switch away from the task has
+//!   saved its context ([`finish_switch`]). So no two vCPUs ever run one task
+//!   (one kernel stack), even when a stale entry and a fresh one race.
+//!
+//! Every vCPU that runs a task holds an `Arc` of it (`RunQueue::current`,
+//! then `prev` until [`finish_switch`]), as does every queue entry, so a dead
+//! task's kernel stack is freed by the last `Arc`, which is never one a vCPU
+//! still runs on.
 //!
 //! Timer interrupts: none while a vCPU runs one task alone or idles without
 //! deadlines; otherwise one-shot LAPIC deadlines for the next timer or the
@@ -110,11 +133,14 @@ fn place(t: &Task) -> usize {
 
 /// Puts a runnable task in vCPU `c`'s queue, unless it is already queued or
 /// is that vCPU's running task (which then simply keeps running): a task is
-/// in at most one queue, and never while it runs.
+/// in at most one queue.
 fn enqueue(c: usize, t: Arc<Task>) {
     {
         let mut rq = RQ[c].lock();
-        if t.on_rq.load(Ordering::Relaxed) {
+        // A wake-up that arrives late (the task ran on, then slept again or
+        // died, before the waker got here) must not queue it: only runnable
+        // tasks are queued.
+        if t.state() != State::Runnable {
             return;
         }
         if rq.current.as_ref().is_some_and(|cur| Arc::ptr_eq(cur, &t)) {
@@ -126,8 +152,14 @@ fn enqueue(c: usize, t: Arc<Task>) {
             }
             return;
         }
-        t.cpu.store(c as u32, Ordering::Relaxed);
-        t.on_rq.store(true, Ordering::Relaxed);
+        // Claimed atomically (queues have different locks). SeqCst: the
+        // waker set `state` before; a dequeuer clears `on_rq` before it
+        // reads `state`, so either it sees Runnable or we queue the task.
+        if t.on_rq.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // `t.cpu` is left alone: it names the vCPU the task last ran on
+        // (where `target` and `resched` find a running task).
         rq.queue.push_back(t);
         LOAD[c].fetch_add(1, Ordering::Relaxed);
     }
@@ -147,16 +179,34 @@ fn target(t: &Task) -> usize {
 /// Makes an idle or busy vCPU look at its run queue.
 fn kick(c: usize) {
     core::sync::atomic::fence(Ordering::SeqCst);
-    if c != percpu::cpu_index() && IDLE[c].load(Ordering::SeqCst) {
-        apic::send_ipi(c as u32, apic::WAKE_VECTOR);
-    } else if c == percpu::cpu_index() && super::has_current() {
-        // Let the running task finish its slice; with a new competitor it
-        // now has one.
-        let mut rq = RQ[c].lock();
-        if rq.slice_end == 0 {
-            rq.slice_end = crate::time::monotonic_ns() + SLICE_NS;
-            super::timer::reprogram_with(rq.slice_end);
+    if c != percpu::cpu_index() {
+        if IDLE[c].load(Ordering::SeqCst) {
+            apic::send_ipi(c as u32, apic::WAKE_VECTOR);
+        } else if RQ[c].lock().slice_end == 0 {
+            // Busy with a task that runs alone (no slice, no timer): it
+            // must learn it now has a competitor, or a task spinning in
+            // user mode would keep the new one waiting forever.
+            apic::send_ipi(c as u32, apic::WAKE_VECTOR);
         }
+    } else if super::has_current() {
+        start_slice(c);
+    }
+}
+
+/// Let the running task finish its slice; with a competitor it now has one.
+fn start_slice(c: usize) {
+    let mut rq = RQ[c].lock();
+    if rq.slice_end == 0 && !rq.queue.is_empty() {
+        rq.slice_end = crate::time::monotonic_ns() + SLICE_NS;
+        super::timer::reprogram_with(rq.slice_end);
+    }
+}
+
+/// A wake-up IPI arrived: a task that ran alone gets a time slice if others
+/// now wait in this vCPU's queue (see `kick`).
+pub fn kicked() {
+    if super::has_current() {
+        start_slice(percpu::cpu_index());
     }
 }
 
@@ -254,17 +304,41 @@ pub fn yield_now() {
     reschedule(true)
 }
 
+/// Claims the right to run `t` (see the module docs): fails while another
+/// vCPU runs it, is switching away from it, or has just claimed it.
+fn claim(t: &Task) -> bool {
+    t.on_cpu.compare_exchange(false, true, Ordering::SeqCst, Ordering::Relaxed).is_ok()
+}
+
+/// A claimed task just taken out of a queue: clears `on_rq`, then keeps it
+/// if it is runnable; a stale entry (it slept again or died since it was
+/// queued) is dropped and the claim given back.
+fn dequeued(t: Arc<Task>) -> Option<Arc<Task>> {
+    // Clear `on_rq`, then look at the state (SeqCst: a waker makes the task
+    // runnable, then swaps `on_rq`; one of us sees the other's change, so
+    // the task is run here or queued again by the waker).
+    t.on_rq.swap(false, Ordering::SeqCst);
+    if t.state() == State::Runnable {
+        Some(t)
+    } else {
+        t.on_cpu.store(false, Ordering::Release);
+        None
+    }
+}
+
+/// Takes the next task this vCPU may run out of its queue, claimed.
 fn pop_next(rq: &mut RunQueue, c: usize) -> Option<Arc<Task>> {
     for _ in 0..rq.queue.len() {
         let t = rq.queue.pop_front()?;
-        if t.on_cpu.load(Ordering::Acquire) {
-            // Still being switched away from on another vCPU.
+        if !claim(&t) {
+            // Still running or being switched away from on another vCPU.
             rq.queue.push_back(t);
             continue;
         }
-        t.on_rq.store(false, Ordering::Relaxed);
         LOAD[c].fetch_sub(1, Ordering::Relaxed);
-        return Some(t);
+        if let Some(t) = dequeued(t) {
+            return Some(t);
+        }
     }
     None
 }
@@ -299,21 +373,28 @@ fn reschedule(yielding: bool) {
     let next = pop_next(&mut rq, c);
     let next = match next {
         Some(n) => {
-            if runnable {
-                cur.on_rq.store(true, Ordering::Relaxed);
+            // Back in our queue, unless it is queued already (a wake-up
+            // that raced with a stale queue entry, or a migration).
+            if runnable && !cur.on_rq.swap(true, Ordering::SeqCst) {
                 rq.queue.push_back(cur.clone());
                 LOAD[c].fetch_add(1, Ordering::Relaxed);
             }
             Some(n)
         }
         None if runnable => {
-            rq.slice_end = 0;
+            // Runs on; alone unless the queue holds tasks it could not
+            // claim yet (still being switched away from elsewhere): then a
+            // new slice, so this task cannot keep them waiting for ever.
+            set_slice(&mut rq);
             return;
         }
         None => None,
     };
     let now = crate::time::monotonic_ns();
     account(&cur, now);
+    // Not running from here on (`timer::thread_cpu_ns` adds the current run
+    // only while this is set).
+    cur.run_start.store(0, Ordering::Relaxed);
     cur.fpu().save();
     let save = cur.ctx.get();
     rq.prev = Some(cur);
@@ -344,7 +425,7 @@ fn set_slice(rq: &mut RunQueue) {
 
 /// Switches to `next` (the run-queue lock `rq` passes to it).
 fn switch_to_task(mut rq: crate::sync::SpinGuard<'_, RunQueue>, c: usize, save: *mut u64, next: Arc<Task>, now: u64) {
-    next.on_cpu.store(true, Ordering::Release);
+    debug_assert!(next.on_cpu.load(Ordering::Relaxed), "switching to an unclaimed task");
     next.cpu.store(c as u32, Ordering::Relaxed);
     next.run_start.store(now, Ordering::Relaxed);
     let mm = next.process.mm.lock().clone();
@@ -451,14 +532,10 @@ fn steal(c: usize) -> Option<Arc<Task>> {
     }
     let o = busiest?;
     let mut rq = RQ[o].try_lock()?;
-    let i = rq
-        .queue
-        .iter()
-        .position(|t| !t.on_cpu.load(Ordering::Acquire) && t.affinity.load(Ordering::Relaxed) & (1 << c) != 0)?;
+    let i = rq.queue.iter().position(|t| t.affinity.load(Ordering::Relaxed) & (1 << c) != 0 && claim(t))?;
     let t = rq.queue.remove(i)?;
-    t.on_rq.store(false, Ordering::Relaxed);
     LOAD[o].fetch_sub(1, Ordering::Relaxed);
-    Some(t)
+    dequeued(t)
 }
 
 /// The idle loop of vCPU `c` (on its boot stack): runs tasks, steals work,

@@ -293,8 +293,11 @@ fn init_drops(sig: u32, info: &SigInfo) -> bool {
 /// Makes `t` notice a newly pending signal: sets its flag and wakes it from
 /// an interruptible sleep.
 fn signal_wake(t: &Arc<Task>, sig: u32) {
-    t.sig_flag.store(true, Ordering::Release);
-    if t.interruptible.load(Ordering::Acquire) || sig == SIGKILL {
+    // SeqCst store then load, against the sleeper's store of
+    // `interruptible` then load of `sig_flag` (`wait::wait_on`): one of the
+    // two sees the other, so the signal is never missed by a new sleep.
+    t.sig_flag.store(true, Ordering::SeqCst);
+    if t.interruptible.load(Ordering::SeqCst) || sig == SIGKILL {
         sched::wake(t);
     }
     if sig == SIGKILL {
@@ -402,7 +405,7 @@ pub fn force_fault(sig: u32, code: i32, addr: u64) {
 
 /// True when `t` has a signal it would act on now.
 pub fn has_deliverable(t: &Task) -> bool {
-    if !t.sig_flag.load(Ordering::Acquire) {
+    if !t.sig_flag.load(Ordering::SeqCst) {
         return false;
     }
     let s = t.sig.lock();

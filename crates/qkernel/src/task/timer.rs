@@ -153,8 +153,11 @@ pub fn interrupt() {
 /// CPU time a thread has used, including its current run.
 pub fn thread_cpu_ns(t: &Task) -> u64 {
     let base = t.cpu_ns.load(Ordering::Relaxed);
-    if t.on_cpu.load(Ordering::Acquire) {
-        base + crate::time::monotonic_ns().saturating_sub(t.run_start.load(Ordering::Relaxed))
+    // `on_cpu` is also set while a vCPU claims the task to run it; the run
+    // counts once it started (`run_start`, 0 while switched out).
+    let start = t.run_start.load(Ordering::Relaxed);
+    if t.on_cpu.load(Ordering::Acquire) && start != 0 {
+        base + crate::time::monotonic_ns().saturating_sub(start)
     } else {
         base
     }

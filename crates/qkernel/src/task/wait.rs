@@ -171,18 +171,24 @@ pub fn wait_on(
                 return WaitResult::TimedOut;
             }
         }
-        let w = Arc::new(TaskWaker { task: me.clone(), woken: AtomicBool::new(false) });
-        for q in queues {
-            q.add(&w);
+        // A waker object only when there are queues to wake us (a plain
+        // sleep is woken by timers, signals or `sched::wake` directly).
+        let w = (!queues.is_empty()).then(|| Arc::new(TaskWaker { task: me.clone(), woken: AtomicBool::new(false) }));
+        if let Some(w) = &w {
+            for q in queues {
+                q.add(w);
+            }
         }
+        // Interruptible before the re-check below: a sender sets the
+        // signal's flag and then reads `interruptible` (both SeqCst, see
+        // `signal::signal_wake`), so either it wakes us or we see the signal.
+        super::interruptible_sleep(&me, interruptible);
         me.state.store(State::Sleeping as u8, Ordering::SeqCst);
         // Re-check after publishing the sleep (see the module docs).
         let abort = cond() || (interruptible && super::signal::has_deliverable(&me));
-        if !abort && !w.woken() {
+        if !abort && !w.as_ref().is_some_and(|w| w.woken()) {
             let t = deadline.map(|d| timer::arm(d, timer::Action::Wake(me.clone())));
-            super::interruptible_sleep(&me, interruptible);
             sched::schedule();
-            super::interruptible_sleep(&me, false);
             if let Some(id) = t {
                 timer::cancel(id);
             }
@@ -196,8 +202,11 @@ pub fn wait_on(
                 Ordering::Acquire,
             );
         }
-        for q in queues {
-            q.remove(&w);
+        super::interruptible_sleep(&me, false);
+        if let Some(w) = &w {
+            for q in queues {
+                q.remove(w);
+            }
         }
     }
 }

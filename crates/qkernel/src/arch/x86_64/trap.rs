@@ -82,6 +82,7 @@ pub extern "C" fn trap_dispatch(f: &mut TrapFrame) {
             percpu::stats().interrupts += 1;
             apic::eoi();
             task::poll_host_events();
+            task::sched::kicked();
         }
     }
     if f.from_user() && task::has_current() {
