@@ -153,11 +153,12 @@ pub fn init() {
     READY.store(true, Ordering::Release);
 }
 
-/// True when a hostfs data request moving `bytes` should go through the
-/// queue (the host's policy; docs/hostfs.md, "Which path"), and a task can
-/// park for it.
-pub fn hostfs_queued(bytes: u64) -> bool {
-    available() && task::has_current() && bytes >= HOSTFS_MIN_QUEUED.load(Ordering::Relaxed)
+/// True when a hostfs data request of `bytes`, after `done` bytes its
+/// system call already moved, should go through the queue (the host's
+/// policy, `qlib::hostq::HOSTFS_POLICY_OFFSET`; docs/hostfs.md, "Which
+/// path"), and a task can park for it.
+pub fn hostfs_queued(done: u64, bytes: u64) -> bool {
+    available() && task::has_current() && done.saturating_add(bytes) > HOSTFS_MIN_QUEUED.load(Ordering::Relaxed)
 }
 
 /// True once the rings are attached.

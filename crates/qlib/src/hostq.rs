@@ -144,22 +144,25 @@ const fn ring_bytes(slots: u32, slot_size: usize) -> usize {
 /// Offset of the completion waiting flag in a vCPU block (own cache line).
 pub const WAIT_OFFSET: usize = (ring_bytes(SQ_SLOTS, core::mem::size_of::<Sqe>()) + 63) & !63;
 /// Offset in the hostq area (vCPU 0's block, the waiting flag's cache line)
-/// of the hostfs path policy: a `u64` the host writes before boot and the
-/// guest reads once. hostfs `Read`/`Write` requests moving at least this
-/// many bytes go through the queue ([`op::HOSTFS`]); smaller ones and every
-/// metadata request stay synchronous VMM calls. [`HOSTFS_NEVER`] (or a
+/// of the hostfs path policy: a `u64` limit `L` the host writes before boot
+/// and the guest reads once. A hostfs `Read`/`Write` request goes through
+/// the queue ([`op::HOSTFS`]) when the bytes its system call has moved so
+/// far plus the request's own exceed `L`; everything else, and every
+/// metadata request, is a synchronous VMM call. [`HOSTFS_NEVER`] (or a
 /// zero-filled word from an older host: see [`hostfs_min_queued`]) keeps
 /// everything synchronous. docs/hostfs.md ("Which path") has the
 /// measurements behind the default.
 pub const HOSTFS_POLICY_OFFSET: usize = WAIT_OFFSET + 8;
 /// Policy value: never queue hostfs requests.
 pub const HOSTFS_NEVER: u64 = u64::MAX;
-/// Policy value written by the host when forced to queue every data
-/// request (benchmarks): bytes >= 1.
+/// Policy value for forcing the queue (benchmarks): every data request of
+/// more than one byte.
 pub const HOSTFS_ALWAYS: u64 = 1;
-/// The default policy: data requests of at least this many bytes are
-/// queued (docs/hostfs.md, "Which path").
-pub const HOSTFS_DEFAULT_MIN_QUEUED: u64 = 64 << 10;
+/// The default policy: a system call's first MiB moves by synchronous
+/// calls (one request of at most 1 MiB, the cheapest path on every size
+/// measured), the rest through the queue, so a long read or write holds its
+/// vCPU for one request at most (docs/hostfs.md, "Which path").
+pub const HOSTFS_DEFAULT_MIN_QUEUED: u64 = 1 << 20;
 
 /// The threshold a stored policy word means (0, an unset word, means never).
 pub const fn hostfs_min_queued(word: u64) -> u64 {

@@ -186,8 +186,9 @@ impl Service for HostFsService {
 
 /// The hostfs path policy the guest reads (`qlib::hostq::HOSTFS_POLICY_OFFSET`):
 /// `QUARK_HOSTFS_QUEUE` = `never` (every hostfs request synchronous),
-/// `always` (every data request queued), a byte count (data requests of at
-/// least that size queued), or unset/empty for the measured default.
+/// `always` (every data request queued), a byte count `L` (data requests
+/// past the first `L` bytes of a system call queued), or unset/empty for
+/// the measured default.
 pub fn hostfs_policy_from_env() -> Result<u64, String> {
     let v = std::env::var("QUARK_HOSTFS_QUEUE").unwrap_or_default();
     match v.as_str() {

@@ -400,9 +400,10 @@ fn run_vm(
     svc_log.vmm(
         "info",
         &format!(
-            "hostq: {} requests ({} waited for a descriptor), {} completion interrupts, {} doorbells, {} sleeps",
+            "hostq: {} requests ({} waited for a descriptor, {} hostfs on worker threads), {} completion interrupts, {} doorbells, {} sleeps",
             c.requests.load(Ordering::Relaxed),
             c.waited.load(Ordering::Relaxed),
+            c.offloaded.load(Ordering::Relaxed),
             c.interrupts.load(Ordering::Relaxed),
             c.doorbells.load(Ordering::Relaxed),
             c.sleeps.load(Ordering::Relaxed)

@@ -6,8 +6,8 @@
 //! handle of a non-directory), and bulk data moves between the host file and
 //! the guest frames behind the user's buffer: the guest copies no bytes.
 //!
-//! Data requests (Read/Write) of at least the host's threshold go through
-//! the queued host-call path instead (`crate::hostq`, docs/hostfs.md "Which
+//! Data requests (Read/Write) past the first MiB of a system call (the
+//! host's policy) go through the queued host-call path instead (`crate::hostq`, docs/hostfs.md "Which
 //! path"): the task parks while a host worker moves the bytes, the vCPU runs
 //! other tasks. Their iovec list lives on the heap, not in the call page.
 //!
@@ -545,7 +545,7 @@ impl HostFile {
                 Err(_) => break,
             };
             let want: u64 = iovs.iter().map(|v| v.len).sum();
-            let path = match (crate::hostq::hostfs_queued(want), buf.is_kernel()) {
+            let path = match (crate::hostq::hostfs_queued(done as u64, want), buf.is_kernel()) {
                 (false, _) => Path::Sync,
                 (true, true) => Path::QueuedKernel,
                 (true, false) => Path::QueuedUser,
