@@ -7,10 +7,17 @@
  *   fileops write MIB PATH     write MIB MiB sequentially (1 MiB writes) + fsync: MB/s
  *   fileops read PATH          read the whole file sequentially (1 MiB reads): MB/s
  *   fileops spawn N PROG ARGS  fork + execve + wait, N times: ns per spawn
+ *   fileops readers T BS N PREFIX  T threads; thread i preads N blocks of BS
+ *                              bytes at pseudo-random BS-aligned offsets of
+ *                              PREFIX<i> (its own file); prints ns per read
+ *                              (wall time / all reads) and the reads done
+ *   fileops evict PATH...      drop the files from the host's page cache
+ *                              (posix_fadvise DONTNEED; run natively)
  *
  * N = 0 does the set-up only (the benchmark subtracts its counters). */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +36,29 @@ static double now(void) {
 static void die(const char *what) {
   perror(what);
   exit(1);
+}
+
+struct rd {
+  int fd;
+  long bs, n, blocks;
+  unsigned seed;
+  long done;
+};
+
+static void *rd_thread(void *arg) {
+  struct rd *r = arg;
+  char *b = malloc(r->bs);
+  if (!b) die("malloc");
+  memset(b, 0, r->bs); /* faulted in before timing */
+  uint64_t x = 88172645463325252ull ^ r->seed;
+  for (long i = 0; i < r->n; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    off_t off = (off_t)(x % (uint64_t)r->blocks) * r->bs;
+    if (pread(r->fd, b, r->bs, off) != r->bs) die("pread");
+    r->done++;
+  }
+  free(b);
+  return NULL;
 }
 
 int main(int argc, char **argv) {
@@ -93,6 +123,42 @@ int main(int argc, char **argv) {
     if (r < 0) die("read");
     double ns = now() - t;
     printf("%.1f\n", total / 1e6 / (ns / 1e9));
+    return 0;
+  }
+  if (!strcmp(op, "readers") && argc == 6) {
+    int t = atoi(argv[2]);
+    long bs = atol(argv[3]), n = atol(argv[4]);
+    pthread_t th[64];
+    struct rd r[64];
+    if (t < 1 || t > 64 || bs < 1) die("readers: 1..64 threads");
+    for (int i = 0; i < t; i++) {
+      char path[4096];
+      struct stat st;
+      snprintf(path, sizeof path, "%s%d", argv[5], i);
+      r[i] = (struct rd){.fd = open(path, O_RDONLY), .bs = bs, .n = n, .seed = (unsigned)i * 2654435761u};
+      if (r[i].fd < 0 || fstat(r[i].fd, &st) != 0) die(path);
+      r[i].blocks = st.st_size / bs;
+      if (r[i].blocks < 1) die("file smaller than a block");
+    }
+    double t0 = now();
+    for (int i = 0; i < t; i++)
+      if (pthread_create(&th[i], NULL, rd_thread, &r[i]) != 0) die("pthread_create");
+    long done = 0;
+    for (int i = 0; i < t; i++) {
+      pthread_join(th[i], NULL);
+      done += r[i].done;
+    }
+    double ns = now() - t0;
+    printf("%.1f %ld\n", done ? ns / done : 0.0, done);
+    return 0;
+  }
+  if (!strcmp(op, "evict")) {
+    for (int i = 2; i < argc; i++) {
+      int fd = open(argv[i], O_RDONLY);
+      if (fd < 0) die(argv[i]);
+      if (fdatasync(fd) != 0 || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) != 0) die("fadvise");
+      close(fd);
+    }
     return 0;
   }
   if (!strcmp(op, "spawn")) {

@@ -89,6 +89,9 @@ static SLOTS: Once<Vec<Slot>> = Once::new();
 /// `BUSY[c]`; any vCPU clears them (a task frees its entry where it runs).
 static BUSY: [AtomicU64; MAX_VCPUS as usize] = [const { AtomicU64::new(0) }; MAX_VCPUS as usize];
 static READY: AtomicBool = AtomicBool::new(false);
+/// hostfs data requests of at least this many bytes go through the queue
+/// (`qlib::hostq::HOSTFS_POLICY_OFFSET`; read once at boot).
+static HOSTFS_MIN_QUEUED: AtomicU64 = AtomicU64::new(hostq::HOSTFS_NEVER);
 /// When (monotonic ns) a parked task last resumed with its completion;
 /// recorded only with test hooks (`quark_test` reads it for the wake-latency
 /// test).
@@ -145,7 +148,17 @@ pub fn init() {
         // SAFETY: boot, before the other vCPUs run: nobody else touches the entry.
         unsafe { *QUEUES[c as usize].0.get() = Some(Queue { sq, broken: false }) };
     }
+    let policy = region.read_pod::<u64>(hostq::HOSTFS_POLICY_OFFSET).unwrap_or(0);
+    HOSTFS_MIN_QUEUED.store(hostq::hostfs_min_queued(policy), Ordering::Relaxed);
     READY.store(true, Ordering::Release);
+}
+
+/// True when a hostfs data request of `bytes`, after `done` bytes its
+/// system call already moved, should go through the queue (the host's
+/// policy, `qlib::hostq::HOSTFS_POLICY_OFFSET`; docs/hostfs.md, "Which
+/// path"), and a task can park for it.
+pub fn hostfs_queued(done: u64, bytes: u64) -> bool {
+    available() && task::has_current() && done.saturating_add(bytes) > HOSTFS_MIN_QUEUED.load(Ordering::Relaxed)
 }
 
 /// True once the rings are attached.

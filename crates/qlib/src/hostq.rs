@@ -122,8 +122,14 @@ pub mod op {
     /// with what it did so far (`-EINTR` if nothing). No completion of its own.
     /// A request that already completed is not affected.
     pub const CANCEL: u32 = 3;
-    /// Reserved for hostfs requests (`req` = a `hostfs::Request`, `resp` = its
-    /// `Response`).
+    /// A hostfs request (`req` = a `hostfs::Request`, `resp` = its
+    /// `Response`), run by one of the host's hostfs workers so that slow host
+    /// file I/O neither holds a vCPU nor the I/O thread. Every guest range the
+    /// request names (iovec lists, names, stat buffers) must stay valid until
+    /// the completion: the guest keeps them in the task's own memory, never in
+    /// the per-vCPU VMM-call page. Not cancellable (a regular file read or
+    /// write is not interrupted by signals on Linux either): a CANCEL naming it
+    /// has no effect.
     pub const HOSTFS: u32 = 16;
 }
 
@@ -137,6 +143,35 @@ const fn ring_bytes(slots: u32, slot_size: usize) -> usize {
 
 /// Offset of the completion waiting flag in a vCPU block (own cache line).
 pub const WAIT_OFFSET: usize = (ring_bytes(SQ_SLOTS, core::mem::size_of::<Sqe>()) + 63) & !63;
+/// Offset in the hostq area (vCPU 0's block, the waiting flag's cache line)
+/// of the hostfs path policy: a `u64` limit `L` the host writes before boot
+/// and the guest reads once. A hostfs `Read`/`Write` request goes through
+/// the queue ([`op::HOSTFS`]) when the bytes its system call has moved so
+/// far plus the request's own exceed `L`; everything else, and every
+/// metadata request, is a synchronous VMM call. [`HOSTFS_NEVER`] (or a
+/// zero-filled word from an older host: see [`hostfs_min_queued`]) keeps
+/// everything synchronous. docs/hostfs.md ("Which path") has the
+/// measurements behind the default.
+pub const HOSTFS_POLICY_OFFSET: usize = WAIT_OFFSET + 8;
+/// Policy value: never queue hostfs requests.
+pub const HOSTFS_NEVER: u64 = u64::MAX;
+/// Policy value for forcing the queue (benchmarks): every data request of
+/// more than one byte.
+pub const HOSTFS_ALWAYS: u64 = 1;
+/// The default policy: a system call's first MiB moves by synchronous
+/// calls (one request of at most 1 MiB, the cheapest path on every size
+/// measured), the rest through the queue, so a long read or write holds its
+/// vCPU for one request at most (docs/hostfs.md, "Which path").
+pub const HOSTFS_DEFAULT_MIN_QUEUED: u64 = 1 << 20;
+
+/// The threshold a stored policy word means (0, an unset word, means never).
+pub const fn hostfs_min_queued(word: u64) -> u64 {
+    if word == 0 {
+        HOSTFS_NEVER
+    } else {
+        word
+    }
+}
 /// Offset of the completion table in a vCPU block.
 pub const TABLE_OFFSET: usize = WAIT_OFFSET + 64;
 /// Bytes of one vCPU's block (page aligned).
@@ -204,6 +239,8 @@ mod tests {
         assert_eq!(BLOCK_SIZE % PAGE_SIZE, 0);
         assert_eq!(completion_offset(1, 2), BLOCK_SIZE as usize + TABLE_OFFSET + 128);
         assert_eq!(core::mem::offset_of!(Completion, resp), RESP_OFFSET);
+        assert!(HOSTFS_POLICY_OFFSET.is_multiple_of(8) && HOSTFS_POLICY_OFFSET + 8 <= TABLE_OFFSET);
+        assert_eq!(hostfs_min_queued(0), HOSTFS_NEVER);
     }
 
     #[test]

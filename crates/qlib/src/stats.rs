@@ -31,6 +31,13 @@ pub struct VcpuStats {
     pub syscalls_via_pf: u64,
     /// Context switches.
     pub context_switches: u64,
+    /// Bytes the guest kernel copied itself to or from a system call's
+    /// buffers (`copy_from_user`/`copy_to_user` and everything built on
+    /// them: iobuf bounces, pipe and tmpfs data, socket and stat buffers;
+    /// also copies into kernel-mode iobufs).
+    /// Bytes the host moves straight into guest frames (hostfs, stdio, host
+    /// sockets) are not counted.
+    pub copied_bytes: u64,
 }
 
 /// Number of per-syscall counters (x86-64 numbers 0..=467).
@@ -63,4 +70,4 @@ pub struct Stats {
 }
 
 const _: () = assert!(core::mem::size_of::<Stats>() as u64 <= STATS_SIZE);
-const _: () = assert!(core::mem::size_of::<VcpuStats>() == 64);
+const _: () = assert!(core::mem::size_of::<VcpuStats>() == 128);

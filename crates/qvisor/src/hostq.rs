@@ -47,12 +47,17 @@ pub const SPIN: Duration = Duration::from_micros(0);
 
 /// Creates the submission rings and empty completion tables of `vcpus`
 /// vCPUs in the hostq area at `pa` (before boot; the guest attaches).
+/// Also writes the hostfs path policy ([`hostfs_policy_from_env`]).
 pub fn init_rings(mem: &GuestMemory, pa: u64, vcpus: u32) -> Result<(), String> {
     let size = hostq::area_size(vcpus);
     let region = mem.region(pa, size).map_err(|e| format!("hostq area: {e}"))?;
     region.zero(0, size as usize).map_err(|e| e.to_string())?;
     for i in 0..vcpus {
         spsc::init::<Sqe>(&region, hostq::sq_offset(i), hostq::SQ_SLOTS).map_err(|e| e.to_string())?;
+    }
+    if vcpus > 0 {
+        let policy = hostfs_policy_from_env()?;
+        region.write_pod(hostq::HOSTFS_POLICY_OFFSET, &policy).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -92,6 +97,10 @@ fn err(e: Errno) -> u64 {
 #[derive(Default, Clone)]
 pub struct Dispatcher {
     services: HashMap<u32, Arc<dyn Service>>,
+    /// Operations run by the worker threads instead of the I/O thread.
+    offloaded: HashMap<u32, Arc<dyn Service>>,
+    /// Worker threads for the offloaded operations.
+    workers: usize,
 }
 
 impl Dispatcher {
@@ -110,16 +119,88 @@ impl Dispatcher {
         d
     }
 
+    /// The standard services and the sandbox's file service ([`op::HOSTFS`],
+    /// run by [`HOSTFS_WORKERS`] worker threads).
+    pub fn sandbox(svc: Arc<crate::services::Services>) -> Dispatcher {
+        let mut d = Dispatcher::standard();
+        d.register_offloaded(op::HOSTFS, Arc::new(HostFsService(svc)), HOSTFS_WORKERS);
+        d
+    }
+
     /// Routes `op` to `service` (replacing any previous one). `op::CANCEL` is
     /// handled by the queue itself and cannot be registered.
     pub fn register(&mut self, op: u32, service: Arc<dyn Service>) {
         if op != op::CANCEL {
+            self.offloaded.remove(&op);
             self.services.insert(op, service);
+        }
+    }
+
+    /// Routes `op` to `service` run by worker threads (at least `workers` of
+    /// them): for operations that block the host thread in the kernel (file
+    /// I/O, which poll(2) cannot wait for), so they neither stall the I/O
+    /// thread's other requests nor each other. Such a service must answer
+    /// [`Step::Done`] (a `Wait` is answered EIO) and is not cancellable.
+    pub fn register_offloaded(&mut self, op: u32, service: Arc<dyn Service>, workers: usize) {
+        if op != op::CANCEL {
+            self.services.remove(&op);
+            self.offloaded.insert(op, service);
+            self.workers = self.workers.max(workers.max(1));
         }
     }
 
     fn get(&self, op: u32) -> Option<&Arc<dyn Service>> {
         self.services.get(&op)
+    }
+}
+
+/// Worker threads running hostfs requests. Two vCPUs with eight readers
+/// keep this many host reads in flight (docs/hostfs.md, "Which path").
+pub const HOSTFS_WORKERS: usize = 4;
+
+/// [`op::HOSTFS`]: the sandbox's file service (the same `HostFs` the vCPU
+/// threads call synchronously; its handle table is a mutex held only to look
+/// up, insert or remove, and entries are shared, so a close racing a queued
+/// read cannot pull the descriptor from under it).
+pub struct HostFsService(pub Arc<crate::services::Services>);
+
+impl Service for HostFsService {
+    fn run(&self, mem: &GuestMemory, _op: u32, req: &[u64; 8], _progress: &mut u64) -> Step {
+        let mut bytes = [0u8; qlib::hostfs::REQUEST_SIZE];
+        for (i, w) in req.iter().enumerate() {
+            bytes[8 * i..8 * i + 8].copy_from_slice(&w.to_le_bytes());
+        }
+        let r = self.0.hostfs.handle(mem, &bytes);
+        let mut resp = [0u64; 4];
+        for (i, w) in resp.iter_mut().enumerate() {
+            *w = u64::from_le_bytes(r[8 * i..8 * i + 8].try_into().unwrap_or_default());
+        }
+        Step::Done(resp)
+    }
+
+    fn cancel(&self, _op: u32, _req: &[u64; 8], _progress: u64) -> [u64; 4] {
+        // Never pending (offloaded requests finish in one run).
+        [err(Errno::EIO), 0, 0, 0]
+    }
+}
+
+/// The hostfs path policy the guest reads (`qlib::hostq::HOSTFS_POLICY_OFFSET`):
+/// `QUARK_HOSTFS_QUEUE` = `never` (every hostfs request synchronous),
+/// `always` (every data request queued), a byte count `L` (data requests
+/// past the first `L` bytes of a system call queued), or unset/empty for
+/// the measured default.
+pub fn hostfs_policy_from_env() -> Result<u64, String> {
+    let v = std::env::var("QUARK_HOSTFS_QUEUE").unwrap_or_default();
+    match v.as_str() {
+        "" | "default" => Ok(hostq::HOSTFS_DEFAULT_MIN_QUEUED),
+        "never" => Ok(hostq::HOSTFS_NEVER),
+        "always" => Ok(hostq::HOSTFS_ALWAYS),
+        n => match n.parse::<u64>() {
+            Ok(b) if b > 0 => Ok(b),
+            _ => Err(format!(
+                "QUARK_HOSTFS_QUEUE={v:?} is not understood: use never, always, default or a byte count above 0"
+            )),
+        },
     }
 }
 
@@ -276,18 +357,22 @@ pub struct Counters {
     pub sleeps: AtomicU64,
     /// Doorbells received (wake-ups from the guest).
     pub doorbells: AtomicU64,
+    /// Requests run by worker threads.
+    pub offloaded: AtomicU64,
 }
 
-/// The running I/O thread.
+/// The running I/O thread and its workers.
 pub struct Handle {
     stop: EventFd,
     thread: Option<std::thread::JoinHandle<()>>,
+    work: Arc<WorkQueue>,
+    workers: Vec<std::thread::JoinHandle<()>>,
     /// Its counters.
     pub counters: Arc<Counters>,
 }
 
 impl Handle {
-    /// Stops the thread and waits for it (also done on drop).
+    /// Stops the threads and waits for them (also done on drop).
     pub fn stop(self) {}
 }
 
@@ -297,6 +382,47 @@ impl Drop for Handle {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        self.work.stop();
+        for t in self.workers.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Requests handed from the I/O thread to the workers.
+#[derive(Default)]
+struct WorkQueue {
+    state: std::sync::Mutex<(std::collections::VecDeque<(u32, Sqe)>, bool)>,
+    ready: std::sync::Condvar,
+}
+
+impl WorkQueue {
+    fn push(&self, vcpu: u32, sqe: Sqe) {
+        if let Ok(mut s) = self.state.lock() {
+            s.0.push_back((vcpu, sqe));
+        }
+        self.ready.notify_one();
+    }
+
+    /// The next request, or None once stopped.
+    fn pop(&self) -> Option<(u32, Sqe)> {
+        let mut s = self.state.lock().ok()?;
+        loop {
+            if s.1 {
+                return None;
+            }
+            if let Some(w) = s.0.pop_front() {
+                return Some(w);
+            }
+            s = self.ready.wait(s).ok()?;
+        }
+    }
+
+    fn stop(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.1 = true;
+        }
+        self.ready.notify_all();
     }
 }
 
@@ -328,8 +454,26 @@ pub fn start(setup: Setup) -> Result<Handle, String> {
     let stop = EventFd::new().map_err(|e| format!("hostq: {e}"))?;
     let stop_rx = stop.try_clone().map_err(|e| format!("hostq: {e}"))?;
     let counters = Arc::new(Counters::default());
-    let c = counters.clone();
+    let work = Arc::new(WorkQueue::default());
     let (tx, rx) = std::sync::mpsc::channel();
+    let mut workers = Vec::new();
+    for n in 0..setup.dispatcher.workers {
+        let (mem, area_pa, vcpus, log) = (setup.mem.clone(), setup.area_pa, setup.vcpus, setup.log.clone());
+        let (services, c, w, tx) = (setup.dispatcher.offloaded.clone(), counters.clone(), work.clone(), tx.clone());
+        let t = std::thread::Builder::new()
+            .name(format!("hostq-w{n}"))
+            .stack_size(256 << 10)
+            .spawn(move || {
+                sys::mask_signals(&crate::events::FORWARDED, true);
+                let _ = tx.send(());
+                worker(&*mem, area_pa, vcpus, &services, &w, &c, &log);
+            })
+            .map_err(|e| format!("starting a hostq worker thread: {e}"))?;
+        workers.push(t);
+        rx.recv().map_err(|_| "a hostq worker thread died at start".to_string())?;
+    }
+    let c = counters.clone();
+    let w = work.clone();
     let thread = std::thread::Builder::new()
         .name("hostq".into())
         .stack_size(256 << 10)
@@ -337,11 +481,65 @@ pub fn start(setup: Setup) -> Result<Handle, String> {
             // Forwarded signals are for the supervisor, not this thread.
             sys::mask_signals(&crate::events::FORWARDED, true);
             let _ = tx.send(());
-            serve(setup, &stop_rx, c);
+            serve(setup, &stop_rx, c, &w);
         })
         .map_err(|e| format!("starting the hostq thread: {e}"))?;
     rx.recv().map_err(|_| "the hostq thread died at start".to_string())?;
-    Ok(Handle { stop, thread: Some(thread), counters })
+    Ok(Handle { stop, thread: Some(thread), work, workers, counters })
+}
+
+/// A worker: runs offloaded requests to completion, one at a time, and
+/// posts their completions (several workers complete into the same tables:
+/// each entry has one request in flight, the waiting flag is swapped
+/// atomically, so they need no lock).
+fn worker(
+    mem: &dyn AsRef<GuestMemory>,
+    area_pa: u64,
+    vcpus: u32,
+    services: &HashMap<u32, Arc<dyn Service>>,
+    work: &WorkQueue,
+    counters: &Counters,
+    log: &Log,
+) {
+    let mem = mem.as_ref();
+    let Ok(region) = mem.region(area_pa, hostq::area_size(vcpus)) else { return };
+    while let Some((vcpu, sqe)) = work.pop() {
+        counters.offloaded.fetch_add(1, Ordering::Relaxed);
+        let resp = match services.get(&sqe.op) {
+            Some(s) => match s.run(mem, sqe.op, &sqe.req, &mut 0) {
+                Step::Done(r) => r,
+                Step::Wait { .. } => [err(Errno::EIO), 0, 0, 0],
+            },
+            None => [err(Errno::ENOSYS), 0, 0, 0],
+        };
+        post(&region, vcpus, vcpu, sqe.tag, resp, counters, log);
+    }
+}
+
+/// Posts a response into the request's completion entry and, if a task
+/// of that vCPU waits, interrupts the vCPU (shmq's waker step: publish
+/// with release, SeqCst fence, then read and swap the waiting flag).
+fn post(region: &Region, vcpus: u32, vcpu: u32, tag: u32, resp: [u64; 4], counters: &Counters, log: &Log) {
+    let slot = hostq::tag::slot(tag);
+    if vcpu >= vcpus || slot >= hostq::MAX_INFLIGHT {
+        return;
+    }
+    let at = hostq::completion_offset(vcpu, slot);
+    let (Ok(()), Ok(done), Ok(waiting)) = (
+        region.write_pod(at + hostq::RESP_OFFSET, &resp),
+        region.atomic_u32(at),
+        region.atomic_u32(hostq::wait_offset(vcpu)),
+    ) else {
+        return;
+    };
+    done.store(hostq::done_word(hostq::tag::generation(tag)), Ordering::Release);
+    std::sync::atomic::fence(Ordering::SeqCst);
+    if waiting.load(Ordering::Relaxed) != 0 && waiting.swap(0, Ordering::Relaxed) != 0 {
+        counters.interrupts.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = crate::events::interrupt(vcpu, hostq::COMPLETION_VECTOR as u32) {
+            log.vmm("error", &format!("hostq: KVM_SIGNAL_MSI to vCPU {vcpu} failed: {}", e.name()));
+        }
+    }
 }
 
 /// A request waiting for its descriptor.
@@ -363,9 +561,10 @@ struct Queues<'a> {
     sqs: Vec<Option<spsc::Consumer<'a, Sqe, shmq::Poll>>>,
     pending: Vec<Pending>,
     counters: &'a Counters,
+    work: &'a WorkQueue,
 }
 
-fn serve(setup: Setup, stop: &EventFd, counters: Arc<Counters>) {
+fn serve(setup: Setup, stop: &EventFd, counters: Arc<Counters>, work: &WorkQueue) {
     let mem: &GuestMemory = (*setup.mem).as_ref();
     let region: Region = match mem.region(setup.area_pa, hostq::area_size(setup.vcpus)) {
         Ok(r) => r,
@@ -382,6 +581,7 @@ fn serve(setup: Setup, stop: &EventFd, counters: Arc<Counters>) {
         sqs: Vec::new(),
         pending: Vec::new(),
         counters: &counters,
+        work,
     };
     for i in 0..setup.vcpus {
         match spsc::Consumer::attach(&region, hostq::sq_offset(i), shmq::Poll) {
@@ -500,6 +700,10 @@ impl Queues<'_> {
             }
             return;
         }
+        if self.dispatcher.offloaded.contains_key(&sqe.op) {
+            self.work.push(vcpu, sqe);
+            return;
+        }
         // The guest has at most MAX_INFLIGHT requests per vCPU; more waiting
         // ones come from a misbehaving guest and are refused.
         if self.pending.len() >= self.sqs.len() * hostq::MAX_INFLIGHT as usize {
@@ -552,30 +756,9 @@ impl Queues<'_> {
         }
     }
 
-    /// Posts a response into the request's completion entry and, if a task
-    /// of that vCPU waits, interrupts the vCPU (shmq's waker step: publish
-    /// with release, SeqCst fence, then read and swap the waiting flag).
+    /// Posts a response (see [`post`]).
     fn complete(&mut self, vcpu: u32, tag: u32, resp: [u64; 4]) {
-        let slot = hostq::tag::slot(tag);
-        if vcpu as usize >= self.sqs.len() || slot >= hostq::MAX_INFLIGHT {
-            return;
-        }
-        let at = hostq::completion_offset(vcpu, slot);
-        let (Ok(()), Ok(done), Ok(waiting)) = (
-            self.region.write_pod(at + hostq::RESP_OFFSET, &resp),
-            self.region.atomic_u32(at),
-            self.region.atomic_u32(hostq::wait_offset(vcpu)),
-        ) else {
-            return;
-        };
-        done.store(hostq::done_word(hostq::tag::generation(tag)), Ordering::Release);
-        std::sync::atomic::fence(Ordering::SeqCst);
-        if waiting.load(Ordering::Relaxed) != 0 && waiting.swap(0, Ordering::Relaxed) != 0 {
-            self.counters.interrupts.fetch_add(1, Ordering::Relaxed);
-            if let Err(e) = crate::events::interrupt(vcpu, hostq::COMPLETION_VECTOR as u32) {
-                self.log.vmm("error", &format!("hostq: KVM_SIGNAL_MSI to vCPU {vcpu} failed: {}", e.name()));
-            }
-        }
+        post(self.region, self.sqs.len() as u32, vcpu, tag, resp, self.counters, self.log);
     }
 }
 

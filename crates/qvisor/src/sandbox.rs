@@ -332,7 +332,7 @@ fn run_vm(
         mem: svc.clone(),
         area_pa: layout.hostq_pa,
         vcpus: cfg.cpus,
-        dispatcher: crate::hostq::Dispatcher::standard(),
+        dispatcher: crate::hostq::Dispatcher::sandbox(svc.clone()),
         doorbell,
         log: log.clone(),
     })?;
@@ -400,9 +400,10 @@ fn run_vm(
     svc_log.vmm(
         "info",
         &format!(
-            "hostq: {} requests ({} waited for a descriptor), {} completion interrupts, {} doorbells, {} sleeps",
+            "hostq: {} requests ({} waited for a descriptor, {} hostfs on worker threads), {} completion interrupts, {} doorbells, {} sleeps",
             c.requests.load(Ordering::Relaxed),
             c.waited.load(Ordering::Relaxed),
+            c.offloaded.load(Ordering::Relaxed),
             c.interrupts.load(Ordering::Relaxed),
             c.doorbells.load(Ordering::Relaxed),
             c.sleeps.load(Ordering::Relaxed)
@@ -490,8 +491,8 @@ fn write_stats(mut file: std::fs::File, svc: &Services, kvm: &[Option<crate::kvm
             + (i * std::mem::size_of::<qlib::stats::VcpuStats>()) as u64;
         let g: qlib::stats::VcpuStats = svc.mem.read_obj(at).unwrap_or_default();
         vcpus.push(format!(
-            "{{\"insn_emulation\":{},\"exits\":{},\"io_exits\":{},\"halt_exits\":{},\"syscalls\":{},\"page_faults\":{},\"hcalls\":{},\"interrupts\":{},\"syscalls_via_pf\":{},\"user_returns\":{}}}",
-            get("insn_emulation"), get("exits"), get("io_exits"), get("halt_exits"), g.syscalls, g.page_faults, g.hcalls, g.interrupts, g.syscalls_via_pf, g.user_returns
+            "{{\"insn_emulation\":{},\"exits\":{},\"io_exits\":{},\"halt_exits\":{},\"syscalls\":{},\"page_faults\":{},\"hcalls\":{},\"interrupts\":{},\"syscalls_via_pf\":{},\"user_returns\":{},\"copied_bytes\":{}}}",
+            get("insn_emulation"), get("exits"), get("io_exits"), get("halt_exits"), g.syscalls, g.page_faults, g.hcalls, g.interrupts, g.syscalls_via_pf, g.user_returns, g.copied_bytes
         ));
     }
     let text = format!("{{\"setup_ns\":{setup_ns},\"run_ns\":{run_ns},\"vcpus\":[{}]}}\n", vcpus.join(","));

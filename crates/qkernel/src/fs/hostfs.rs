@@ -6,6 +6,11 @@
 //! handle of a non-directory), and bulk data moves between the host file and
 //! the guest frames behind the user's buffer: the guest copies no bytes.
 //!
+//! Data requests (Read/Write) past the first MiB of a system call (the
+//! host's policy) go through the queued host-call path instead (`crate::hostq`, docs/hostfs.md "Which
+//! path"): the task parks while a host worker moves the bytes, the vCPU runs
+//! other tasks. Their iovec list lives on the heap, not in the call page.
+//!
 //! Requests and small results travel in this vCPU's VMM-call page: the
 //! response at `data[0..32]`, a stat at `data[STAT_AT..]`, names and iovec
 //! lists after it. Calls do not nest and the kernel runs with interrupts off,
@@ -368,9 +373,75 @@ impl Drop for HostFile {
     }
 }
 
+/// How a data request travels.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// Synchronous VMM call (the vCPU waits in the host).
+    Sync,
+    /// Queued host call into a kernel buffer.
+    QueuedKernel,
+    /// Queued host call into user frames: each frame is pinned (a reference
+    /// taken) until the host is done, because the parked task's vCPU acks TLB
+    /// shootdowns and another thread's munmap could otherwise free a frame
+    /// the host still writes. Until the task parks the kernel runs with
+    /// interrupts disabled, so no shootdown completes between looking the
+    /// frames up and pinning them.
+    QueuedUser,
+}
+
+/// Takes (`pin`) or drops a reference on every user frame behind `iovs`.
+fn pin_frames(iovs: &[GuestIovec], pin: bool) {
+    use crate::mm::frame;
+    use qlib::layout::PAGE_SIZE;
+    for v in iovs {
+        let mut pa = v.gpa & !(PAGE_SIZE - 1);
+        while pa < v.gpa + v.len {
+            if pin {
+                frame::ref_inc(pa);
+            } else if frame::ref_dec(pa) == 0 {
+                // Unmapped while the host worked: ours was the last reference.
+                frame::free_frame(pa);
+            }
+            pa += PAGE_SIZE;
+        }
+    }
+}
+
+/// Sends a Read/Write request through the queue; the task parks while a host
+/// worker moves the data. The request names nothing in the vCPU's call page
+/// (another task may use it meanwhile). Not interruptible: a
+/// signal does not cut a regular file read or write short on Linux either.
+fn call_queued(r: Request) -> Response {
+    let b = r.to_bytes();
+    let mut words = [0u64; 8];
+    for (i, w) in words.iter_mut().enumerate() {
+        *w = u64::from_le_bytes(b[8 * i..8 * i + 8].try_into().unwrap_or([0; 8]));
+    }
+    match crate::hostq::call(qlib::hostq::op::HOSTFS, &words, false, crate::hostq::Expect::Later) {
+        Some(c) => {
+            let mut out = [0u8; 32];
+            for (i, w) in c.resp.iter().enumerate() {
+                out[8 * i..8 * i + 8].copy_from_slice(&w.to_le_bytes());
+            }
+            Response::from_bytes(&out).unwrap_or(Response::err(Errno::EIO))
+        }
+        None => Response::err(Errno::EAGAIN),
+    }
+}
+
 impl HostFile {
     /// Moves data between the host file at `offset` and `frames`.
     fn transfer(&self, offset: u64, iovs: &[GuestIovec], write: bool) -> Result<(u64, u64), Errno> {
+        self.transfer_by(offset, iovs, write, Path::Sync)
+    }
+
+    fn transfer_by(&self, offset: u64, iovs: &[GuestIovec], write: bool, path: Path) -> Result<(u64, u64), Errno> {
+        if path != Path::Sync {
+            match self.transfer_queued(offset, iovs, write, path) {
+                Err(Errno::EAGAIN) => {} // no queue after all: synchronous
+                r => return r,
+            }
+        }
         let mut total = 0u64;
         let mut pos = offset;
         for chunk in iovs.chunks(IOVS_PER_CALL) {
@@ -406,6 +477,48 @@ impl HostFile {
         Ok((total, pos))
     }
 
+    /// [`HostFile::transfer`] through the queue, one request per
+    /// `hostfs::MAX_IOVECS` iovecs. EAGAIN before anything moved: the queue
+    /// is unavailable (the caller goes synchronous).
+    fn transfer_queued(&self, offset: u64, iovs: &[GuestIovec], write: bool, path: Path) -> Result<(u64, u64), Errno> {
+        let mut total = 0u64;
+        let mut pos = offset;
+        for list in iovs.chunks(qlib::hostfs::MAX_IOVECS) {
+            // `iovs` is a heap vector (IoBuf::frames): physically contiguous
+            // and ours until we return, so the host reads the list in place.
+            let gpa = kernel_va_to_pa(list.as_ptr() as u64);
+            let r = if write {
+                build::write(self.handle, pos, gpa, list.len() as u64)
+            } else {
+                build::read(self.handle, pos, gpa, list.len() as u64)
+            };
+            if path == Path::QueuedUser {
+                pin_frames(list, true);
+            }
+            let resp = call_queued(r);
+            if path == Path::QueuedUser {
+                pin_frames(list, false);
+            }
+            let resp = match resp.result() {
+                Ok(_) => resp,
+                Err(e) if total == 0 => return Err(e),
+                Err(_) => break,
+            };
+            let got = resp.ret as u64;
+            total += got;
+            if pos == qlib::hostfs::OFFSET_CURRENT {
+                pos = resp.aux;
+            } else {
+                pos += got;
+            }
+            let want: u64 = list.iter().map(|v| v.len).sum();
+            if got < want {
+                break;
+            }
+        }
+        Ok((total, pos))
+    }
+
     /// Reads file bytes at `offset` straight into guest frames (the program
     /// loader and file mappings).
     pub fn read_frames(&self, offset: u64, iovs: &[GuestIovec]) -> Result<u64, Errno> {
@@ -432,7 +545,12 @@ impl HostFile {
                 Err(_) => break,
             };
             let want: u64 = iovs.iter().map(|v| v.len).sum();
-            let (got, newpos) = match self.transfer(pos, &iovs, write) {
+            let path = match (crate::hostq::hostfs_queued(done as u64, want), buf.is_kernel()) {
+                (false, _) => Path::Sync,
+                (true, true) => Path::QueuedKernel,
+                (true, false) => Path::QueuedUser,
+            };
+            let (got, newpos) = match self.transfer_by(pos, &iovs, write, path) {
                 Ok(r) => r,
                 Err(e) if done == 0 => return Err(e),
                 Err(_) => break,

@@ -52,6 +52,11 @@ impl IoBuf {
         IoBuf { segs: alloc::vec![(buf.as_mut_ptr() as u64, len)], seg: 0, off: 0, total: len, done: 0, kernel: true }
     }
 
+    /// True for a kernel buffer ([`IoBuf::kernel`]).
+    pub fn is_kernel(&self) -> bool {
+        self.kernel
+    }
+
     /// Bytes in total.
     pub fn len(&self) -> u64 {
         self.total
@@ -92,6 +97,7 @@ impl IoBuf {
             if self.kernel {
                 // SAFETY: kernel buffers come from IoBuf::kernel over a live slice.
                 unsafe { core::ptr::copy_nonoverlapping(data[copied..].as_ptr(), dst as *mut u8, n) };
+                crate::arch::x86_64::percpu::stats().copied_bytes += n as u64;
             } else if let Err(e) = copy_to_user(dst, &data[copied..copied + n]) {
                 return if copied == 0 { Err(e) } else { Ok(copied) };
             }
@@ -111,6 +117,7 @@ impl IoBuf {
             if self.kernel {
                 // SAFETY: kernel buffers come from IoBuf::kernel over a live slice.
                 unsafe { core::ptr::copy_nonoverlapping(src as *const u8, out[copied..].as_mut_ptr(), n) };
+                crate::arch::x86_64::percpu::stats().copied_bytes += n as u64;
             } else if let Err(e) = copy_from_user(&mut out[copied..copied + n], src) {
                 return if copied == 0 { Err(e) } else { Ok(copied) };
             }

@@ -111,6 +111,7 @@ pub fn check_user_range(addr: u64, len: u64) -> Result<(), Errno> {
 /// Copies `dst.len()` bytes from user address `src`.
 pub fn copy_from_user(dst: &mut [u8], src: u64) -> Result<(), Errno> {
     check_user_range(src, dst.len() as u64)?;
+    super::percpu::stats().copied_bytes += dst.len() as u64;
     // SAFETY: `dst` is a valid kernel buffer; the source range is in the user
     // half, and faults there are resolved or fixed up (never a panic).
     match unsafe { qk_copy_user(dst.as_mut_ptr(), src as *const u8, dst.len()) } {
@@ -122,6 +123,7 @@ pub fn copy_from_user(dst: &mut [u8], src: u64) -> Result<(), Errno> {
 /// Copies `src` to user address `dst`.
 pub fn copy_to_user(dst: u64, src: &[u8]) -> Result<(), Errno> {
     check_user_range(dst, src.len() as u64)?;
+    super::percpu::stats().copied_bytes += src.len() as u64;
     // SAFETY: as for copy_from_user, with the roles swapped.
     match unsafe { qk_copy_user(dst as *mut u8, src.as_ptr(), src.len()) } {
         0 => Ok(()),
