@@ -69,12 +69,15 @@ pub struct FdEntry {
 #[derive(Clone, Default)]
 pub struct FdTable {
     slots: Vec<Option<FdEntry>>,
+    /// Every slot below this index is in use (the lowest free descriptor is
+    /// at or above it), so `install` does not rescan a full table.
+    free_hint: usize,
 }
 
 impl FdTable {
     /// No descriptors.
     pub fn empty() -> FdTable {
-        FdTable { slots: Vec::new() }
+        FdTable { slots: Vec::new(), free_hint: 0 }
     }
 
     /// The file behind `fd`.
@@ -93,20 +96,24 @@ impl FdTable {
             let f = File::new(Arc::new(super::stdio::Stdio { fd }), None, None, flags as u32);
             Some(FdEntry { file: f, cloexec: false })
         };
-        FdTable { slots: alloc::vec![mk(0, O_RDONLY), mk(1, O_WRONLY), mk(2, O_WRONLY)] }
+        FdTable { slots: alloc::vec![mk(0, O_RDONLY), mk(1, O_WRONLY), mk(2, O_WRONLY)], free_hint: 3 }
     }
 
     /// Closes `fd`; returns the file (dropped by the caller outside the lock).
     pub fn close(&mut self, fd: u64) -> Result<Arc<File>, Errno> {
         match self.slots.get_mut(fd as usize) {
-            Some(slot @ Some(_)) => Ok(slot.take().expect("checked").file),
+            Some(slot @ Some(_)) => {
+                let f = slot.take().expect("checked").file;
+                self.free_hint = self.free_hint.min(fd as usize);
+                Ok(f)
+            }
             _ => Err(Errno::EBADF),
         }
     }
 
     /// Installs `file` at the lowest free descriptor `>= min` below `limit`.
     pub fn install(&mut self, file: Arc<File>, cloexec: bool, min: u64, limit: u64) -> Result<u64, Errno> {
-        let mut i = min as usize;
+        let mut i = (min as usize).max(self.free_hint);
         while i < self.slots.len() && self.slots[i].is_some() {
             i += 1;
         }
@@ -117,6 +124,9 @@ impl FdTable {
             self.slots.resize(i + 1, None);
         }
         self.slots[i] = Some(FdEntry { file, cloexec });
+        if i == self.free_hint {
+            self.free_hint = i + 1;
+        }
         Ok(i as u64)
     }
 
@@ -152,9 +162,10 @@ impl FdTable {
     /// execve: closes the descriptors marked close-on-exec; returns them.
     pub fn close_on_exec(&mut self) -> Vec<Arc<File>> {
         let mut closed = Vec::new();
-        for s in self.slots.iter_mut() {
+        for (i, s) in self.slots.iter_mut().enumerate() {
             if s.as_ref().is_some_and(|e| e.cloexec) {
                 if let Some(e) = s.take() {
+                    self.free_hint = self.free_hint.min(i);
                     closed.push(e.file);
                 }
             }
@@ -177,6 +188,9 @@ impl FdTable {
             } else if let Some(e) = s.take() {
                 closed.push(e.file);
             }
+        }
+        if !cloexec_only {
+            self.free_hint = self.free_hint.min(first as usize);
         }
         closed
     }
