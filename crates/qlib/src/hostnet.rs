@@ -95,7 +95,8 @@ pub enum Op {
     SendMsg = 6,
     /// Receive one message. flags: [`msg`] receive flags; payload:
     /// [`MsgHeader`] (address ignored) and its iovecs. Answer: bytes and a
-    /// [`RecvInfo`].
+    /// [`RecvInfo`]; `vals[0]` = 1 when the socket's receive queue was empty
+    /// after a read that returned data (0: unknown or more queued).
     RecvMsg = 7,
     /// Send several messages with one host call. args: count.
     SendMmsg = 8,

@@ -11,27 +11,52 @@
 use super::inet::InetSocket;
 use crate::sync::SpinLock;
 use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
 use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use qlib::layout::{phys_to_virt, HostEvents, HOST_EVENTS_PA, NET_EVENTS_OFFSET, NET_EVENTS_SIZE};
 use shmq::{spsc, Poll, Region};
 
 type Consumer = spsc::Consumer<'static, [u64; 2], Poll>;
 
-/// Sockets by host handle.
-static SOCKETS: SpinLock<BTreeMap<u64, Weak<InetSocket>>> = SpinLock::new(BTreeMap::new());
+/// Sockets by host handle, indexed by the handle's slot (its low 32 bits:
+/// the VMM's handles are `generation << 32 | index` with dense indexes), so
+/// routing an event is one bounds check and a compare, whatever the number
+/// of sockets. The full handle is kept to refuse a stale generation.
+static SOCKETS: SpinLock<Vec<Option<(u64, Weak<InetSocket>)>>> = SpinLock::new(Vec::new());
+
+fn slot(handle: u64) -> usize {
+    (handle & 0xffff_ffff) as usize
+}
+
+fn lookup(handle: u64) -> Option<Arc<InetSocket>> {
+    let t = SOCKETS.lock();
+    match t.get(slot(handle)) {
+        Some(Some((h, w))) if *h == handle => w.upgrade(),
+        _ => None,
+    }
+}
 /// The ring's consumer end (attached at the first drain).
 static RING: SpinLock<Option<Consumer>> = SpinLock::new(None);
 
 /// Registers a socket for its host handle's events.
 pub fn register(handle: u64, s: &Arc<InetSocket>) {
-    SOCKETS.lock().insert(handle, Arc::downgrade(s));
+    let i = slot(handle);
+    let mut t = SOCKETS.lock();
+    if t.len() <= i {
+        t.resize(i + 1, None);
+    }
+    t[i] = Some((handle, Arc::downgrade(s)));
 }
 
 /// Forgets a handle (the socket is being closed).
 pub fn unregister(handle: u64) {
-    SOCKETS.lock().remove(&handle);
+    let mut t = SOCKETS.lock();
+    if let Some(e) = t.get_mut(slot(handle)) {
+        if e.as_ref().is_some_and(|(h, _)| *h == handle) {
+            *e = None;
+        }
+    }
 }
 
 fn armed() -> &'static AtomicU64 {
@@ -64,15 +89,15 @@ pub fn drain() {
         armed().store(1, Ordering::SeqCst);
     }
     core::sync::atomic::fence(Ordering::SeqCst);
-    let mut buf = [[0u64; 2]; 32];
+    // Small: the buffer is zeroed on every drain (emulated `rep stos`).
+    let mut buf = [[0u64; 2]; 8];
     loop {
         let n = c.try_pop_into(&mut buf).unwrap_or(0);
         if n == 0 {
             break;
         }
         for &[handle, revents] in &buf[..n] {
-            let s = SOCKETS.lock().get(&handle).and_then(Weak::upgrade);
-            if let Some(s) = s {
+            if let Some(s) = lookup(handle) {
                 s.on_event(revents as u32);
             }
         }

@@ -143,7 +143,17 @@ impl HostNet {
             Op::Accept => self.accept(&s, &h, reply, out),
             Op::SendMsg => self.send(mem, fd, &h, payload, 1, out),
             Op::SendMmsg => self.send(mem, fd, &h, payload, h.args[0], out),
-            Op::RecvMsg => self.recv(mem, fd, &h, payload, 1, out),
+            Op::RecvMsg => {
+                let n = self.recv(mem, fd, &h, payload, 1, out)?;
+                // Tell the guest whether the receive queue is empty now, so it
+                // can park its next blocking read without asking again (its
+                // readiness rule, docs/hostnet.md): vals[0] = 1 when drained.
+                // One host ioctl, no guest instructions.
+                if n > 0 && h.flags & msg::MSG_PEEK == 0 {
+                    reply.vals[0] = u64::from(matches!(nsys::ioctl_int(fd, ioctl::FIONREAD), Ok(0)));
+                }
+                Ok(n)
+            }
             Op::RecvMmsg => self.recv(mem, fd, &h, payload, h.args[0], out),
             Op::Shutdown => match h.args[0] {
                 how @ 0..=2 => nsys::shutdown(fd, how).map(|_| 0),
