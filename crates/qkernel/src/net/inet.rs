@@ -151,13 +151,7 @@ impl InetSocket {
 
     /// One SendMsg/RecvMsg over `frames`; also returns the reply's `vals[0]`
     /// (RecvMsg: 1 when the host's receive queue is empty now).
-    fn io(
-        &self,
-        op: Op,
-        flags: u32,
-        addr: &SockAddr,
-        frames: &[GuestIovec],
-    ) -> Result<(u64, RecvInfo, u64), Errno> {
+    fn io(&self, op: Op, flags: u32, addr: &SockAddr, frames: &[GuestIovec]) -> Result<(u64, RecvInfo, u64), Errno> {
         let hdr = MsgHeader { addr: *addr, iov_count: frames.len() as u32, _pad: 0 };
         host::call(
             op,
@@ -337,12 +331,16 @@ impl Socket for InetSocket {
         let stream = self.ty == SOCK_STREAM;
         let wake = EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP;
         loop {
-            // A blocking stream read whose readiness word says "nothing
-            // arrived since the host last had nothing" parks at once: the
+            // A stream read whose readiness word says "nothing arrived
+            // since the host last had nothing" does not ask the host: the
             // word is never stale-negative (the host's next data is an edge
-            // that sets the bit and wakes us), so asking the host first
-            // would only cost a VMM call that answers EAGAIN.
-            if stream && !nonblock && buf.remaining() > 0 && self.watched.load(Ordering::Acquire) && !self.has(wake) {
+            // that sets the bit, and data a request of this sandbox sends is
+            // posted before that request returns, REPLY_EVENTS), so the VMM
+            // call would only answer EAGAIN. Blocking reads park at once.
+            if stream && buf.remaining() > 0 && self.watched.load(Ordering::Acquire) && !self.has(wake) {
+                if nonblock {
+                    return if total > 0 { Ok(total) } else { Err(Errno::EAGAIN) };
+                }
                 match block(&self.wq, || self.has(wake), self.common.rcvtimeo.load(Ordering::Relaxed)) {
                     Ok(()) => {}
                     Err(_) if total > 0 => return Ok(total),
