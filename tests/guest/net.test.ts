@@ -102,10 +102,11 @@ test.serial('a fresh namespace (--net none) has only loopback, up', async (t) =>
   );
 });
 
-// The issue's bar: 1,000 concurrent clients. About 9,500 emulated guest
-// kernel instructions per client (accept, epoll, read, write, close) on the
-// PVM CI hosts, where each takes ~1-2 µs: 12-20 s here; bench/net measures
-// the rates.
+// The issue's bar: 1,000 concurrent clients in under 20 s. About 9,200
+// emulated guest kernel instructions and 5 VMM calls per client (accept,
+// epoll, read, write, close) on the PVM CI hosts, where each instruction takes
+// 1-2.5 µs depending on load: 14-18 s measured (load average 6.7 on 2 cores);
+// bench/net measures the rates.
 const CLIENTS = 1000;
 
 /** Opens `count` connections at once; each sends 64 bytes and checks the echo. */
