@@ -2,7 +2,8 @@
 // trips), `stream MIB CONNS` (MiB sent over CONNS connections at once),
 // `cps N` (connect + accept + close, sequential). Server and clients are
 // processes of this program; prints one number (us per round trip, MiB/s,
-// connections per second).
+// connections per second); `sends N`/`recvs N` (N socket calls, for counting
+// the kernel's work per call).
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -66,6 +67,20 @@ int main(int argc, char **argv) {
       if (fork() == 0) { int s = accept(l, 0, 0); while (read(s, b, sizeof b) > 0) {} _exit(0); }
     for (int k = 0; k < 2 * conns; k++) wait(NULL);
     printf("%.3f\n", n / (now() - t));
+  } else if (!strcmp(argv[1], "sends") || !strcmp(argv[1], "recvs")) {
+    // One process, one connection: `sends N` makes N 64-byte writes (the
+    // receiver stays idle: N * 64 bytes fit in its buffer); `recvs N` queues
+    // N * 64 bytes with one write, then makes N 64-byte reads. Run with two
+    // values of N, the difference of the kernel's counters is per call.
+    int c = dial(&a), s = accept(l, 0, 0);
+    if (!strcmp(argv[1], "sends")) {
+      for (long i = 0; i < n; i++) if (write(c, b, 64) != 64) return 1;
+    } else {
+      static char big[1 << 20];
+      if (n * 64 > (long)sizeof big || write(c, big, n * 64) != n * 64) return 1;
+      for (long i = 0; i < n; i++) full(s, b, 64);
+    }
+    printf("%ld\n", n);
   } else {
     if (fork() == 0) { for (long i = 0; i < n; i++) { int s = accept(l, 0, 0); close(s); } _exit(0); }
     double t = now();

@@ -95,7 +95,8 @@ pub enum Op {
     SendMsg = 6,
     /// Receive one message. flags: [`msg`] receive flags; payload:
     /// [`MsgHeader`] (address ignored) and its iovecs. Answer: bytes and a
-    /// [`RecvInfo`].
+    /// [`RecvInfo`]; `vals[0]` = 1 when the socket's receive queue was empty
+    /// after a read that returned data (0: unknown or more queued).
     RecvMsg = 7,
     /// Send several messages with one host call. args: count.
     SendMmsg = 8,
@@ -406,9 +407,14 @@ pub struct Reply {
     pub vals: [u64; 5],
     /// Bytes of payload after this header.
     pub payload_len: u32,
-    /// Zero.
+    /// Flags: [`REPLY_EVENTS`].
     pub _reserved: u32,
 }
+
+/// [`Reply`] flag: the host posted readiness events into the guest's ring
+/// while serving this request (e.g. a send made an in-sandbox peer
+/// readable); the guest drains them now instead of waiting for an interrupt.
+pub const REPLY_EVENTS: u32 = 1;
 
 impl Reply {
     /// The result as `Result`.

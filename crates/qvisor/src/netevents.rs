@@ -11,17 +11,34 @@
 //! does), and go in once the guest has drained; nothing is dropped.
 
 use crate::hostnet::HostNet;
+use crate::sys;
 use qlib::hostnet::Event;
 use qlib::layout::{HostEvents, HOST_EVENTS_PA, NET_EVENTS_CAPACITY, NET_EVENTS_OFFSET, NET_EVENTS_SIZE};
 use shmq::{spsc, Poll, Region};
 use std::collections::HashMap;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
+/// The producer end and what waits to go in.
+struct Pump {
+    producer: spsc::Producer<'static, [u64; 2], Poll>,
+    events: Vec<Event>,
+    /// Held back while the ring is full: handle -> revents (coalesced).
+    held: HashMap<u64, u32>,
+    order: Vec<u64>,
+    batch: Vec<[u64; 2]>,
+}
+
 /// The ring and the arming word, as host addresses inside guest memory.
+/// Two kinds of thread post: the events thread (for everything the host
+/// reports on its own) and vCPU threads after a socket request
+/// ([`NetEvents::pump`]); one lock serialises harvesting and posting, so an
+/// event a request made ready is in the ring when the request returns.
 pub struct NetEvents {
-    region: Region,
     armed: &'static AtomicU64,
+    pump: Mutex<Pump>,
 }
 
 impl NetEvents {
@@ -37,55 +54,78 @@ impl NetEvents {
         let region = unsafe { Region::new(at as *mut u8, NET_EVENTS_SIZE as usize) }
             .map_err(|e| format!("net events ring: {e}"))?;
         spsc::init::<[u64; 2]>(&region, 0, NET_EVENTS_CAPACITY).map_err(|e| format!("net events ring: {e}"))?;
+        // One ring per process, alive as long as guest memory: leaked.
+        let region: &'static Region = Box::leak(Box::new(region));
+        let producer =
+            spsc::Producer::<[u64; 2], Poll>::attach(region, 0, Poll).map_err(|e| format!("net events ring: {e}"))?;
         let armed_at = page_hva + std::mem::offset_of!(HostEvents, net_armed) as u64;
         // SAFETY: an 8-byte aligned word inside the same mapped page; the guest
         // accesses it only atomically.
         let armed = unsafe { &*(armed_at as *const AtomicU64) };
         // The guest wants an interrupt for the first events.
         armed.store(1, Ordering::Release);
-        Ok(NetEvents { region, armed })
+        Ok(NetEvents {
+            armed,
+            pump: Mutex::new(Pump {
+                producer,
+                events: Vec::with_capacity(256),
+                held: HashMap::new(),
+                order: Vec::new(),
+                batch: Vec::with_capacity(NET_EVENTS_CAPACITY as usize),
+            }),
+        })
     }
 
-    /// The notifier thread's loop: until `stop` is set.
-    pub fn run(&self, net: &HostNet, stop: &AtomicBool, kick: impl Fn()) {
-        let Ok(mut producer) = spsc::Producer::<[u64; 2], Poll>::attach(&self.region, 0, Poll) else {
-            return;
-        };
-        let mut events: Vec<Event> = Vec::with_capacity(256);
-        // Held back while the ring is full: handle -> revents (coalesced).
-        let mut held: HashMap<u64, u32> = HashMap::new();
-        let mut order: Vec<u64> = Vec::new();
-        let mut batch: Vec<[u64; 2]> = Vec::with_capacity(NET_EVENTS_CAPACITY as usize);
-        while !stop.load(Ordering::Relaxed) {
-            let timeout = if held.is_empty() { Duration::from_millis(250) } else { Duration::from_micros(200) };
-            if held.is_empty() {
-                let _ = net.notifier().wait(Some(timeout));
-            } else {
-                std::thread::sleep(timeout);
-            }
-            events.clear();
-            if net.notifier().drain(&mut events).is_err() {
-                continue;
-            }
-            for e in &events {
-                match held.get_mut(&e.handle) {
-                    Some(bits) => *bits |= e.revents,
-                    None => {
-                        held.insert(e.handle, e.revents);
-                        order.push(e.handle);
-                    }
+    /// Harvests the notifier without waiting and posts what fits into the
+    /// ring (the rest is held, coalesced per handle). Returns whether it
+    /// posted anything, and whether events are still held.
+    pub fn pump(&self, net: &HostNet) -> (bool, bool) {
+        let Ok(mut g) = self.pump.lock() else { return (false, false) };
+        let p = &mut *g;
+        p.events.clear();
+        if net.notifier().drain(&mut p.events).is_err() {
+            return (false, !p.held.is_empty());
+        }
+        for e in &p.events {
+            match p.held.get_mut(&e.handle) {
+                Some(bits) => *bits |= e.revents,
+                None => {
+                    p.held.insert(e.handle, e.revents);
+                    p.order.push(e.handle);
                 }
             }
-            if order.is_empty() {
-                continue;
+        }
+        if p.order.is_empty() {
+            return (false, false);
+        }
+        p.batch.clear();
+        let held = &p.held;
+        p.batch.extend(p.order.iter().map(|h| [*h, u64::from(held.get(h).copied().unwrap_or(0))]));
+        let n = p.producer.try_push_slice(&p.batch).unwrap_or(0);
+        for h in p.order.drain(..n) {
+            p.held.remove(&h);
+        }
+        (n > 0, !p.held.is_empty())
+    }
+
+    /// The events thread's loop, until `stop` is set: sleeps until the
+    /// notifier has events (ppoll on its epoll descriptor, which leaves the
+    /// events for [`NetEvents::pump`]), posts them and interrupts the guest
+    /// if it armed the word.
+    pub fn run(&self, net: &HostNet, stop: &AtomicBool, kick: impl Fn()) {
+        let mut held = false;
+        while !stop.load(Ordering::Relaxed) {
+            if held {
+                std::thread::sleep(Duration::from_micros(200));
+            } else {
+                // Bounded: events a vCPU's pump held back (ring full) are
+                // not in the notifier any more, only a timeout finds them.
+                let mut fds = [sys::PollFd { fd: net.notifier().fd().as_raw_fd(), events: sys::POLLIN, revents: 0 }];
+                let _ = sys::ppoll(&mut fds, Some(20_000_000));
             }
-            batch.clear();
-            batch.extend(order.iter().map(|h| [*h, u64::from(held.get(h).copied().unwrap_or(0))]));
-            let n = producer.try_push_slice(&batch).unwrap_or(0);
-            for h in order.drain(..n) {
-                held.remove(&h);
-            }
-            if n > 0 {
+            let (posted, still) = self.pump(net);
+            held = still;
+            if posted {
                 // Pairs with the guest's SeqCst store of `armed` before it
                 // drains: either it sees our events or we see it armed.
                 std::sync::atomic::fence(Ordering::SeqCst);

@@ -351,9 +351,13 @@ fn run_vm(
     // The socket readiness thread (docs/hostnet.md): posts host socket
     // events into the guest's ring; started before the filter (no thread
     // creation after it), released with the vCPUs.
-    let net_events = crate::netevents::NetEvents::init(
+    let net_events = Arc::new(crate::netevents::NetEvents::init(
         svc.mem.check(crate::netevents::page_pa(), qlib::layout::PAGE_SIZE).map_err(|e| e.to_string())?,
-    )?;
+    )?);
+    {
+        let ne = net_events.clone();
+        svc.net.set_pump(Box::new(move |net| ne.pump(net).0));
+    }
     let net_tid = Arc::new(AtomicI32::new(0));
     let net_thread = {
         let s = svc.clone();

@@ -132,7 +132,8 @@ impl IoBuf {
     /// Stops at the first bad page; EFAULT when none is good. Does not
     /// consume: call [`IoBuf::consume`] with what the host moved.
     pub fn frames(&self, max: u64, fill: bool) -> Result<Vec<GuestIovec>, Errno> {
-        let mut out = Vec::new();
+        // Room for a few ranges at once: no regrowth for the common buffer.
+        let mut out = Vec::with_capacity(4);
         let mut want = max.min(self.remaining());
         if self.kernel {
             let mut i = self.seg;
@@ -148,7 +149,7 @@ impl IoBuf {
             return Ok(out);
         }
         let mm = task::mm();
-        {
+        let deferred = {
             let space = mm.space.read();
             let mut i = self.seg;
             let mut off = self.off;
@@ -168,8 +169,13 @@ impl IoBuf {
                 off = 0;
                 i += 1;
             }
+            // Only a copy-on-write break while faulting pages in leaves work
+            // for `finish` (as in `Mm::fault`); skip its locks otherwise.
+            space.has_deferred()
+        };
+        if deferred {
+            mm.finish();
         }
-        mm.finish();
         Ok(out)
     }
 

@@ -163,31 +163,32 @@ impl Epoll {
         Ok(())
     }
 
-    /// Collects up to `max` ready events; empty when none.
+    /// Collects up to `max` ready events; empty when none. One pass over
+    /// the ready list (O(ready), not O(ready²)): each candidate is taken off
+    /// the list before its file is checked, so a wake-up that races with the
+    /// check queues it again; level-triggered items that are still ready go
+    /// back at the tail.
     fn collect(&self, max: usize) -> Vec<(u32, u64)> {
         let mut out = Vec::new();
-        let candidates: Vec<Key> = self.ready.lock().iter().copied().collect();
-        for k in candidates {
+        let mut keep: Vec<Key> = Vec::new();
+        let n = self.ready.lock().len();
+        for _ in 0..n {
             if out.len() >= max {
                 break;
             }
+            let Some(k) = self.ready.lock().pop_front() else { break };
+            self.queued.lock().remove(&k);
             let mut items = self.items.lock();
-            let Some(it) = items.get_mut(&k) else {
-                self.unqueue(k);
-                continue;
-            };
+            let Some(it) = items.get_mut(&k) else { continue };
             let Some(file) = it.file.upgrade() else {
                 items.remove(&k);
-                self.unqueue(k);
                 continue;
             };
             if it.disabled {
-                self.unqueue(k);
                 continue;
             }
             let ev = revents(&file, it.events & !(EPOLLET | EPOLLONESHOT | EPOLLEXCLUSIVE | EPOLLWAKEUP));
             if ev == 0 {
-                self.unqueue(k);
                 continue;
             }
             out.push((ev, it.data));
@@ -196,9 +197,19 @@ impl Epoll {
             }
             // Level-triggered items stay queued (reported again while
             // ready); edge-triggered ones wait for the next change.
-            if it.events & (EPOLLET | EPOLLONESHOT) != 0 || file.ops.wait_queue().is_none() && it.events & EPOLLET != 0
-            {
-                self.unqueue(k);
+            let edge = it.events & (EPOLLET | EPOLLONESHOT) != 0
+                || file.ops.wait_queue().is_none() && it.events & EPOLLET != 0;
+            if !edge {
+                keep.push(k);
+            }
+        }
+        if !keep.is_empty() {
+            let mut queued = self.queued.lock();
+            let mut ready = self.ready.lock();
+            for k in keep {
+                if queued.insert(k, ()).is_none() {
+                    ready.push_back(k);
+                }
             }
         }
         out
@@ -217,11 +228,6 @@ impl Epoll {
                     })
             })
         })
-    }
-
-    fn unqueue(&self, k: Key) {
-        self.queued.lock().remove(&k);
-        self.ready.lock().retain(|x| *x != k);
     }
 
     /// epoll_wait: returns (events, data) pairs.

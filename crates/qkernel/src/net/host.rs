@@ -12,7 +12,7 @@
 use crate::hcall;
 use alloc::vec::Vec;
 use qlib::hcall::{Call, HEADER_SIZE};
-use qlib::hostnet::{encode_request, Op, Reply, Request, Wire, Writer, REPLY_SIZE, REQUEST_SIZE};
+use qlib::hostnet::{encode_request, Op, Reply, Request, Wire, Writer, REPLY_EVENTS, REPLY_SIZE, REQUEST_SIZE};
 use qlib::layout::virt_to_phys;
 use qlib::linux::Errno;
 
@@ -70,7 +70,14 @@ pub fn call<R>(
     }
     let plen = (reply.payload_len as usize).min(REPLY_ROOM - REPLY_SIZE);
     drop(heap);
-    Ok(on_reply(&reply, &reply_area[REPLY_SIZE..REPLY_SIZE + plen]))
+    let r = on_reply(&reply, &reply_area[REPLY_SIZE..REPLY_SIZE + plen]);
+    if reply._reserved & REPLY_EVENTS != 0 {
+        // The request made sockets ready (an in-sandbox peer of a send):
+        // wake them now, not at the next interrupt. (A new socket's first
+        // events are kept until the caller registers its handle.)
+        super::events::drain_now();
+    }
+    Ok(r)
 }
 
 /// A request whose reply matters only as a result.

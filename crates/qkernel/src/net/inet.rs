@@ -149,8 +149,9 @@ impl InetSocket {
         )?
     }
 
-    /// One SendMsg/RecvMsg over `frames`.
-    fn io(&self, op: Op, flags: u32, addr: &SockAddr, frames: &[GuestIovec]) -> Result<(u64, RecvInfo), Errno> {
+    /// One SendMsg/RecvMsg over `frames`; also returns the reply's `vals[0]`
+    /// (RecvMsg: 1 when the host's receive queue is empty now).
+    fn io(&self, op: Op, flags: u32, addr: &SockAddr, frames: &[GuestIovec]) -> Result<(u64, RecvInfo, u64), Errno> {
         let hdr = MsgHeader { addr: *addr, iov_count: frames.len() as u32, _pad: 0 };
         host::call(
             op,
@@ -161,7 +162,7 @@ impl InetSocket {
             |w| {
                 w.put(&hdr).put_all(frames);
             },
-            |r, p| r.result().map(|n| (n, RecvInfo::read_from(p).unwrap_or_default())),
+            |r, p| r.result().map(|n| (n, RecvInfo::read_from(p).unwrap_or_default(), r.vals[0])),
         )?
     }
 }
@@ -281,7 +282,7 @@ impl Socket for InetSocket {
             let frames = if m.buf.remaining() == 0 { Vec::new() } else { m.buf.frames(CHUNK, false)? };
             self.clear(EPOLLOUT);
             match self.io(Op::SendMsg, hflags, &addr, &frames) {
-                Ok((n, _)) => {
+                Ok((n, _, _)) => {
                     self.set(EPOLLOUT);
                     m.buf.consume(n);
                     total += n as usize;
@@ -327,13 +328,37 @@ impl Socket for InetSocket {
         let waitall = flags & MSG_WAITALL != 0 && flags & MSG_PEEK == 0 && self.ty == SOCK_STREAM;
         let hflags = flags & msg::RECV_FLAGS & !MSG_WAITALL;
         let mut total = 0usize;
+        let stream = self.ty == SOCK_STREAM;
+        let wake = EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP;
         loop {
+            // A stream read whose readiness word says "nothing arrived
+            // since the host last had nothing" does not ask the host: the
+            // word is never stale-negative (the host's next data is an edge
+            // that sets the bit, and data a request of this sandbox sends is
+            // posted before that request returns, REPLY_EVENTS), so the VMM
+            // call would only answer EAGAIN. Blocking reads park at once.
+            if stream && buf.remaining() > 0 && self.watched.load(Ordering::Acquire) && !self.has(wake) {
+                if nonblock {
+                    return if total > 0 { Ok(total) } else { Err(Errno::EAGAIN) };
+                }
+                match block(&self.wq, || self.has(wake), self.common.rcvtimeo.load(Ordering::Relaxed)) {
+                    Ok(()) => {}
+                    Err(_) if total > 0 => return Ok(total),
+                    Err(e) => return Err(e),
+                }
+            }
             let frames = if buf.remaining() == 0 { Vec::new() } else { buf.frames(CHUNK, true)? };
             let room: u64 = frames.iter().map(|f| f.len).sum();
             self.clear(EPOLLIN);
             match self.io(Op::RecvMsg, hflags, &SockAddr::default(), &frames) {
-                Ok((n, info)) => {
-                    self.set(EPOLLIN);
+                Ok((n, info, drained)) => {
+                    // A stream read the host reports as having emptied its
+                    // receive queue leaves the bit clear: data arriving since
+                    // is an edge that sets it. Otherwise (more queued, end of
+                    // file, a peek, a datagram) set it (stale-positive).
+                    if !stream || n == 0 || drained != 1 || flags & MSG_PEEK != 0 {
+                        self.set(EPOLLIN);
+                    }
                     if total == 0 {
                         if self.ty != SOCK_STREAM {
                             out.addr = info.addr.as_slice().to_vec();

@@ -54,7 +54,13 @@ impl Socket {
 pub struct HostNet {
     table: Mutex<Table<Socket>>,
     notifier: Notifier,
+    /// Moves harvested readiness events into the guest's ring; true when it
+    /// posted some (set once by the sandbox, `crate::netevents`).
+    pump: std::sync::OnceLock<Pump>,
 }
+
+/// See [`HostNet::set_pump`].
+pub type Pump = Box<dyn Fn(&HostNet) -> bool + Send + Sync>;
 
 /// One parsed message of a send/receive request.
 struct Msg {
@@ -83,7 +89,20 @@ fn sockaddr(bytes: &[u8; 32], len: usize) -> SockAddr {
 impl HostNet {
     /// A service holding at most `max_sockets` host sockets at once.
     pub fn new(max_sockets: usize) -> Result<HostNet, Errno> {
-        Ok(HostNet { table: Mutex::new(Table::new(max_sockets)), notifier: Notifier::new()? })
+        Ok(HostNet {
+            table: Mutex::new(Table::new(max_sockets)),
+            notifier: Notifier::new()?,
+            pump: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Installs the event pump: after every request the calling (vCPU)
+    /// thread posts the events the request made ready (a loopback send makes
+    /// the in-sandbox peer readable before `sendmsg` returns) and flags the
+    /// reply with [`qlib::hostnet::REPLY_EVENTS`], so the guest wakes the
+    /// peer at once, without an interrupt.
+    pub fn set_pump(&self, pump: Pump) {
+        let _ = self.pump.set(pump);
     }
 
     /// The readiness notifier (for the transport).
@@ -112,6 +131,9 @@ impl HostNet {
             }
         }
         reply.payload_len = (out.len() - REPLY_SIZE) as u32;
+        if self.pump.get().is_some_and(|p| p(self)) {
+            reply._reserved |= qlib::hostnet::REPLY_EVENTS;
+        }
         out[..REPLY_SIZE].copy_from_slice(reply.as_bytes());
     }
 
@@ -143,7 +165,17 @@ impl HostNet {
             Op::Accept => self.accept(&s, &h, reply, out),
             Op::SendMsg => self.send(mem, fd, &h, payload, 1, out),
             Op::SendMmsg => self.send(mem, fd, &h, payload, h.args[0], out),
-            Op::RecvMsg => self.recv(mem, fd, &h, payload, 1, out),
+            Op::RecvMsg => {
+                let n = self.recv(mem, fd, &h, payload, 1, out)?;
+                // Tell the guest whether the receive queue is empty now, so it
+                // can park its next blocking read without asking again (its
+                // readiness rule, docs/hostnet.md): vals[0] = 1 when drained.
+                // One host ioctl, no guest instructions.
+                if n > 0 && h.flags & msg::MSG_PEEK == 0 {
+                    reply.vals[0] = u64::from(matches!(nsys::ioctl_int(fd, ioctl::FIONREAD), Ok(0)));
+                }
+                Ok(n)
+            }
             Op::RecvMmsg => self.recv(mem, fd, &h, payload, h.args[0], out),
             Op::Shutdown => match h.args[0] {
                 how @ 0..=2 => nsys::shutdown(fd, how).map(|_| 0),
