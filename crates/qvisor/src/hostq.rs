@@ -767,6 +767,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn work_queue_hands_out_requests_in_order_and_stops_waiting_workers() {
+        let q = Arc::new(WorkQueue::default());
+        q.push(1, Sqe { tag: 7, op: op::HOSTFS, req: [0; 8] });
+        q.push(0, Sqe { tag: 8, op: op::HOSTFS, req: [0; 8] });
+        assert_eq!(q.pop().map(|(v, s)| (v, s.tag)), Some((1, 7)));
+        assert_eq!(q.pop().map(|(v, s)| (v, s.tag)), Some((0, 8)));
+        let waiting = {
+            let q = q.clone();
+            std::thread::spawn(move || q.pop())
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        q.stop();
+        assert!(waiting.join().unwrap().is_none(), "a stopped queue releases its waiting worker");
+    }
+
+    #[test]
+    fn hostfs_requests_are_offloaded_and_not_served_by_the_io_thread() {
+        let mut d = Dispatcher::standard();
+        d.register_offloaded(op::HOSTFS, Arc::new(Nop), 3);
+        assert!(d.get(op::HOSTFS).is_none());
+        assert!(d.offloaded.contains_key(&op::HOSTFS));
+        assert_eq!(d.workers, 3);
+        d.register(op::HOSTFS, Arc::new(Nop));
+        assert!(d.get(op::HOSTFS).is_some() && !d.offloaded.contains_key(&op::HOSTFS));
+    }
+
+    #[test]
     fn skip_bytes_walks_across_iovecs() {
         let v = [GuestIovec { gpa: 0x1000, len: 10 }, GuestIovec { gpa: 0x3000, len: 20 }];
         assert_eq!(skip_bytes(&v, 0), v.to_vec());
