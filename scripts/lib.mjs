@@ -1,7 +1,8 @@
 // Shared helpers of the repository scripts. Plain JavaScript with no
 // dependencies: these scripts run on a fresh clone before `npm ci`.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, lstatSync, readFileSync, readdirSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -39,10 +40,24 @@ export function findFiles(dir, re, out = []) {
 
 /** Installs npm dependencies when node_modules is missing or older than the lock file. */
 export function ensureNodeModules() {
-  const marker = join(root, 'node_modules', '.package-lock.json');
-  const lock = join(root, 'package-lock.json');
-  if (existsSync(marker) && statSync(marker).mtimeMs >= statSync(lock).mtimeMs) return;
+  const dir = join(root, 'node_modules');
+  const stamp = join(dir, '.quark-lock-sha256');
+  const want = createHash('sha256')
+    .update(readFileSync(join(root, 'package-lock.json')))
+    .digest('hex');
+  const have = existsSync(stamp) ? readFileSync(stamp, 'utf8').trim() : '';
+  if (have === want) return;
+  if (existsSync(dir) && lstatSync(dir).isSymbolicLink()) {
+    // A worktree borrowing another checkout's install: `npm ci` here would
+    // empty that checkout's node_modules through the link. Never touch it.
+    console.warn(
+      `node_modules is a link to another checkout's install (${realpathSync(dir)}), installed from a different ` +
+        'package-lock.json: not reinstalling through the link. Replace the link with a real install if tests fail.',
+    );
+    return;
+  }
   must('npm', ['ci', '--no-audit', '--no-fund']);
+  writeFileSync(stamp, `${want}\n`);
 }
 
 /** Installs (as root) or checks (otherwise) the Debian prerequisites. */
