@@ -96,10 +96,13 @@ int main(void) {
   int s = eventfd(2, EFD_SEMAPHORE);
   CHECK(read(s, &v, 8) == 8 && v == 1);
   printf("eventfd ok\n");
-  // timerfd: a one-shot wakes poll; a periodic one counts expirations.
+  // timerfd: a one-shot wakes poll; a periodic one counts expirations. The
+  // one-shot is 400 ms so it cannot expire before the first poll even when a
+  // loaded host stretches the two calls (each emulated system call can take
+  // milliseconds).
   int tf = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
   CHECK(tf >= 0);
-  struct itimerspec its = {{0, 0}, {0, 20000000}};
+  struct itimerspec its = {{0, 0}, {0, 400000000}};
   CHECK(timerfd_settime(tf, 0, &its, NULL) == 0);
   struct pollfd tp = {tf, POLLIN, 0};
   CHECK(poll(&tp, 1, 0) == 0);
