@@ -3,6 +3,8 @@
 set -u
 echo '== ps'
 sleep 3 &
+# ps must see `sleep 3`, not the shell child before its exec.
+until tr '\0' ' ' < /proc/$!/cmdline | grep -q '^sleep 3'; do :; done
 ps
 kill $!
 echo '== status'
