@@ -91,12 +91,56 @@ pub fn invlpg(va: u64) {
     unsafe { asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags)) };
 }
 
-/// Enables interrupts and halts until one arrives, atomically (STI's
-/// one-instruction shadow covers the HLT); returns with interrupts disabled.
-#[inline(always)]
+// The one place the kernel halts. `qk_idle_hlt` labels the HLT so the
+// interrupt entry can recognise a frame that stopped right before it.
+core::arch::global_asm!(
+    r#"
+    .text
+    .balign 16
+    .globl qk_wait_for_interrupt
+    .globl qk_idle_hlt
+qk_wait_for_interrupt:
+    sti
+qk_idle_hlt:
+    hlt
+    cli
+    ret
+"#,
+    options(att_syntax)
+);
+
+extern "C" {
+    fn qk_wait_for_interrupt();
+    static qk_idle_hlt: u8;
+}
+
+/// Enables interrupts and halts until one arrives; returns with interrupts
+/// disabled.
+///
+/// `sti; hlt` is atomic on hardware: STI's one-instruction interrupt shadow
+/// makes an interrupt pending at STI end the HLT instead of arriving before
+/// it. An emulator need not honour the shadow (supervisor code is emulated on
+/// kvm_pvm hosts), and an interrupt taken between the two would leave the HLT
+/// to sleep through the wake-up it carried: with no tick while idle, for
+/// ever. [`skip_halt`] closes that window whichever way the host behaves.
 pub fn wait_for_interrupt() {
-    // SAFETY: the handlers that may run are ours and preserve all state.
-    unsafe { asm!("sti; hlt; cli", options(nomem, nostack)) };
+    // SAFETY: the routine only toggles IF around HLT; the handlers that may
+    // run are ours and preserve all state.
+    unsafe { qk_wait_for_interrupt() };
+}
+
+/// Called by the interrupt entry with the interrupted RIP (supervisor mode):
+/// if it is the idle HLT, an interrupt arrived between STI and HLT, and the
+/// HLT must not run. Returns the RIP to resume at (past the one-byte HLT).
+#[inline(always)]
+pub fn skip_halt(rip: u64) -> u64 {
+    // Only the label's address is taken (no read of the extern static).
+    let hlt = core::ptr::addr_of!(qk_idle_hlt) as u64;
+    if rip == hlt {
+        rip + 1
+    } else {
+        rip
+    }
 }
 
 /// Disables interrupts.

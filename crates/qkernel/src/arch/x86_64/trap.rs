@@ -56,6 +56,11 @@ const EXCEPTION_NAMES: [&str; 32] = [
 /// Called by the common entry with the saved frame.
 #[no_mangle]
 pub extern "C" fn trap_dispatch(f: &mut TrapFrame) {
+    if f.vector >= 32 && !f.from_user() {
+        // An interrupt between the idle STI and HLT: resume after the HLT so
+        // the idle loop re-checks its run queue (see `cpu::wait_for_interrupt`).
+        f.rip = cpu::skip_halt(f.rip);
+    }
     match f.vector {
         14 => page_fault(f),
         0..=31 => exception(f),
