@@ -563,6 +563,10 @@ pub fn idle_loop(c: usize) -> ! {
                 finish_switch();
             }
             None => {
+                // No task, no slice: a deadline left from the last task's
+                // slice would re-arm the timer in the past at every pass
+                // (an interrupt storm on an idle vCPU).
+                rq.slice_end = 0;
                 IDLE[c].store(true, Ordering::SeqCst);
                 if !rq.queue.is_empty() {
                     IDLE[c].store(false, Ordering::SeqCst);
