@@ -32,10 +32,16 @@ impl<T> SpinLock<T> {
     /// Takes the lock if it is free.
     #[inline]
     pub fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
-        self.locked
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-            .then_some(SpinGuard { lock: self })
+        // The guard is built only once the lock is ours: a guard built
+        // eagerly (`bool::then_some(SpinGuard { .. })`) is dropped on
+        // failure, and its drop released the lock another vCPU held (issue
+        // 4: `steal` unlocked busy run queues, a lost wake-up and heap
+        // corruption under load).
+        if self.locked.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            Some(SpinGuard { lock: self })
+        } else {
+            None
+        }
     }
 
     /// Raw access for code that holds the lock by other means (the
