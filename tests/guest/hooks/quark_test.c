@@ -1,6 +1,6 @@
 // Drives the guest kernel's test-only system call (quark_test, enabled by
 // `quark-sandbox --test-hooks`) to plant failures no correct program can
-// cause. Usage: quark_test panic|hang|bad-hcall|forbidden|nop [count]
+// cause. Usage: quark_test panic|hang|bad-hcall|forbidden|lock-selftest|nop [count]
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +14,7 @@ static long qt(long op) { return syscall(NR_QUARK_TEST, op); }
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: %s panic|hang|bad-hcall|forbidden|nop [count]\n", argv[0]);
+    fprintf(stderr, "usage: %s panic|hang|bad-hcall|forbidden|lock-selftest|nop [count]\n", argv[0]);
     return 2;
   }
   const char *op = argv[1];
@@ -23,6 +23,7 @@ int main(int argc, char **argv) {
   else if (!strcmp(op, "hang")) r = qt(2);
   else if (!strcmp(op, "bad-hcall")) r = qt(3);
   else if (!strcmp(op, "forbidden")) r = qt(5);
+  else if (!strcmp(op, "lock-selftest")) r = qt(8);
   else if (!strcmp(op, "nop")) {
     long n = argc > 2 ? atol(argv[2]) : 1;
     for (long i = 0; i < n; i++) r = qt(4);

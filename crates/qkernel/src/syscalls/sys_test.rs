@@ -31,6 +31,38 @@ pub mod op {
     /// When (CLOCK_MONOTONIC ns) a task parked in a queued host call last
     /// resumed with its completion (the wake-latency test).
     pub const LAST_HOSTQ_WAKE: u64 = 7;
+    /// Checks the kernel's lock primitives on a private lock (returns 0, or
+    /// the number of the first check that failed).
+    pub const LOCK_SELFTEST: u64 = 8;
+}
+
+/// The lock checks behind [`op::LOCK_SELFTEST`]: a failed `try_lock` must
+/// leave a held lock held (it once built and dropped a guard, releasing the
+/// lock of another vCPU: run-queue corruption and lost wake-ups), and the
+/// guards must release what they took.
+fn lock_selftest() -> u64 {
+    use crate::sync::SpinLock;
+    let l = SpinLock::new(0u32);
+    let held = l.lock();
+    if l.try_lock().is_some() {
+        return 1; // a held lock was taken again
+    }
+    if l.try_lock().is_some() {
+        return 2; // the failed try_lock above released the lock
+    }
+    drop(held);
+    let Some(mut g) = l.try_lock() else {
+        return 3; // a free lock could not be taken
+    };
+    *g += 1;
+    if l.try_lock().is_some() {
+        return 4; // a lock held through try_lock was taken again
+    }
+    drop(g);
+    if *l.lock() != 1 {
+        return 5; // the guard did not reach the data
+    }
+    0
 }
 
 pub fn quark_test(f: &mut TrapFrame) -> SysResult {
@@ -52,6 +84,7 @@ pub fn quark_test(f: &mut TrapFrame) -> SysResult {
             None => Err(Errno::ENOSYS),
         },
         op::LAST_HOSTQ_WAKE => Ok(crate::hostq::last_wake_ns()),
+        op::LOCK_SELFTEST => Ok(lock_selftest()),
         op::FORBIDDEN_HOST_SYSCALL => {
             crate::hcall::page().args[0] = qlib::hcall::test_op::FORBIDDEN_SYSCALL;
             crate::hcall::call_result(Call::Test)
