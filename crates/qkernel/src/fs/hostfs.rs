@@ -429,6 +429,30 @@ fn call_queued(r: Request) -> Response {
     }
 }
 
+/// Running totals of a Read/Write sent as several requests: bytes moved and
+/// the offset of the next request.
+struct Progress {
+    total: u64,
+    pos: u64,
+}
+
+impl Progress {
+    /// Accounts one request's answer for `asked`. `Ok(true)`: it moved all of
+    /// it, go on. An error ends the transfer; it is the caller's only when
+    /// nothing moved yet (else the bytes moved so far are the result).
+    fn step(&mut self, resp: Result<Response, Errno>, asked: &[GuestIovec]) -> Result<bool, Errno> {
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) if self.total == 0 => return Err(e),
+            Err(_) => return Ok(false),
+        };
+        let got = resp.ret as u64;
+        self.total += got;
+        self.pos = if self.pos == qlib::hostfs::OFFSET_CURRENT { resp.aux } else { self.pos + got };
+        Ok(got >= asked.iter().map(|v| v.len).sum::<u64>())
+    }
+}
+
 impl HostFile {
     /// Moves data between the host file at `offset` and `frames`.
     fn transfer(&self, offset: u64, iovs: &[GuestIovec], write: bool) -> Result<(u64, u64), Errno> {
@@ -442,8 +466,7 @@ impl HostFile {
                 r => return r,
             }
         }
-        let mut total = 0u64;
-        let mut pos = offset;
+        let mut done = Progress { total: 0, pos: offset };
         for chunk in iovs.chunks(IOVS_PER_CALL) {
             let p = hcall::page();
             for (i, v) in chunk.iter().enumerate() {
@@ -453,44 +476,30 @@ impl HostFile {
             }
             let list = page_pa(BUF_AT);
             let r = if write {
-                build::write(self.handle, pos, list, chunk.len() as u64)
+                build::write(self.handle, done.pos, list, chunk.len() as u64)
             } else {
-                build::read(self.handle, pos, list, chunk.len() as u64)
+                build::read(self.handle, done.pos, list, chunk.len() as u64)
             };
-            let resp = match call_ok(r) {
-                Ok(r) => r,
-                Err(e) if total == 0 => return Err(e),
-                Err(_) => break,
-            };
-            let got = resp.ret as u64;
-            total += got;
-            if pos == qlib::hostfs::OFFSET_CURRENT {
-                pos = resp.aux;
-            } else {
-                pos += got;
-            }
-            let want: u64 = chunk.iter().map(|v| v.len).sum();
-            if got < want {
+            if !done.step(call_ok(r), chunk)? {
                 break;
             }
         }
-        Ok((total, pos))
+        Ok((done.total, done.pos))
     }
 
     /// [`HostFile::transfer`] through the queue, one request per
     /// `hostfs::MAX_IOVECS` iovecs. EAGAIN before anything moved: the queue
     /// is unavailable (the caller goes synchronous).
     fn transfer_queued(&self, offset: u64, iovs: &[GuestIovec], write: bool, path: Path) -> Result<(u64, u64), Errno> {
-        let mut total = 0u64;
-        let mut pos = offset;
+        let mut done = Progress { total: 0, pos: offset };
         for list in iovs.chunks(qlib::hostfs::MAX_IOVECS) {
             // `iovs` is a heap vector (IoBuf::frames): physically contiguous
             // and ours until we return, so the host reads the list in place.
             let gpa = kernel_va_to_pa(list.as_ptr() as u64);
             let r = if write {
-                build::write(self.handle, pos, gpa, list.len() as u64)
+                build::write(self.handle, done.pos, gpa, list.len() as u64)
             } else {
-                build::read(self.handle, pos, gpa, list.len() as u64)
+                build::read(self.handle, done.pos, gpa, list.len() as u64)
             };
             if path == Path::QueuedUser {
                 pin_frames(list, true);
@@ -499,24 +508,11 @@ impl HostFile {
             if path == Path::QueuedUser {
                 pin_frames(list, false);
             }
-            let resp = match resp.result() {
-                Ok(_) => resp,
-                Err(e) if total == 0 => return Err(e),
-                Err(_) => break,
-            };
-            let got = resp.ret as u64;
-            total += got;
-            if pos == qlib::hostfs::OFFSET_CURRENT {
-                pos = resp.aux;
-            } else {
-                pos += got;
-            }
-            let want: u64 = list.iter().map(|v| v.len).sum();
-            if got < want {
+            if !done.step(resp.result().map(|_| resp), list)? {
                 break;
             }
         }
-        Ok((total, pos))
+        Ok((done.total, done.pos))
     }
 
     /// Reads file bytes at `offset` straight into guest frames (the program
