@@ -75,6 +75,11 @@ Options:
   -h, --help           this text
   -V, --version        print the version
 
+Environment: QUARK_HOSTFS_QUEUE=never|always|BYTES|default chooses how file data moves
+between host files and the guest: synchronous VMM calls, or the queue (the task parks and
+the vCPU runs others). default: each read/write's first MiB synchronous, the rest queued
+(measured; see the section Which path of docs/hostfs.md).
+
 Signals: SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to quark-sandbox are delivered to the
 sandbox's first process (PID 1), which ignores those it has no handler for, like a
 container's init.
