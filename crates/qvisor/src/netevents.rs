@@ -108,23 +108,6 @@ impl NetEvents {
         (n > 0, !p.held.is_empty())
     }
 
-    /// [`NetEvents::pump`] after a request, on the vCPU thread that served
-    /// it (the reply then carries REPLY_EVENTS and the guest drains before
-    /// the call returns). It still interrupts vCPU 0 when the guest armed
-    /// the word, as the events thread does: with several vCPUs, the tasks
-    /// the drain wakes may be queued on a halted vCPU 0, and the interrupt
-    /// makes sure it looks (a measured lost wake-up without it).
-    pub fn pump_from_vcpu(&self, net: &HostNet, kick: impl Fn()) -> bool {
-        let (posted, _) = self.pump(net);
-        if posted {
-            std::sync::atomic::fence(Ordering::SeqCst);
-            if self.armed.swap(0, Ordering::AcqRel) != 0 {
-                kick();
-            }
-        }
-        posted
-    }
-
     /// The events thread's loop, until `stop` is set: sleeps until the
     /// notifier has events (ppoll on its epoll descriptor, which leaves the
     /// events for [`NetEvents::pump`]), posts them and interrupts the guest

@@ -356,7 +356,7 @@ fn run_vm(
     )?);
     {
         let ne = net_events.clone();
-        svc.net.set_pump(Box::new(move |net| ne.pump_from_vcpu(net, crate::events::kick_guest)));
+        svc.net.set_pump(Box::new(move |net| ne.pump(net).0));
     }
     let net_tid = Arc::new(AtomicI32::new(0));
     let net_thread = {
